@@ -1,0 +1,76 @@
+# Cartridge: `make play` and `make test` set up everything they need, idempotently.
+#
+#   make play    Debian packages, .venv (onnxruntime, ale-py), release build, default model,
+#                then play Breakout (a window where there is a display, one headless episode
+#                where there is none).
+#   make test    the same set-up plus test tools (Xvfb, onnx, OpenCV), then the whole suite.
+#   make bench   criterion benchmarks of the runtime.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := play
+
+VENV       := .venv
+PYTHON     ?= python3
+APT_PKGS   := cmake clang libclang-dev zlib1g-dev pkg-config
+TEST_PKGS  := xvfb x11-apps imagemagick
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RELEASE    := target/release
+GAME       ?= breakout
+# A trained model ships as models/<game>.onnx; until then a random-init one is generated.
+MODEL      ?= $(if $(wildcard models/$(GAME).onnx),models/$(GAME).onnx,target/models/$(GAME)-random.onnx)
+PLAY_ARGS  ?=
+
+.PHONY: play test bench deps test-deps venv build clean-models
+
+# --- set-up ------------------------------------------------------------------------------
+
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test-deps: deps
+	@missing=$$(for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.stamp: requirements.txt
+	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.stamp-test: $(VENV)/.stamp requirements-test.txt
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+build: deps
+	cargo build --release --locked -p cartridge-infer -p cartridge-export
+
+target/models/%-random.onnx: | build $(VENV)/.stamp
+	@mkdir -p target/models
+	@info=$$($(RELEASE)/play --rom $* --rom-info) && \
+	actions=$$(echo "$$info" | sed -n 's/.*"actions":"\([0-9,]*\)".*/\1/p') && \
+	md5=$$(echo "$$info" | sed -n 's/.*"md5":"\([0-9a-f]*\)".*/\1/p') && \
+	$(RELEASE)/export --init random --algo ppo --game $* --actions $$actions --rom-md5 $$md5 --seed 1 -o $@
+
+# --- the two commands --------------------------------------------------------------------
+
+play: build $(VENV)/.stamp
+	@$(MAKE) --no-print-directory $(MODEL)
+	$(RELEASE)/play $(MODEL) --rom $(GAME) $(PLAY_ARGS)
+
+test: test-deps $(VENV)/.stamp-test
+	cargo build --release --locked --workspace --bins
+	cargo test --release --locked --workspace
+
+bench: build $(VENV)/.stamp
+	cargo bench --locked -p cartridge-infer
+
+clean-models:
+	rm -rf target/models

@@ -1,0 +1,405 @@
+//! `play MODEL.onnx --rom GAME`: runs an ONNX policy on a real Atari ROM, in a window at real
+//! time or headless, and prints one JSON summary line last on stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Serialize;
+
+use cartridge_infer::ale::{Emulator, EmulatorConfig};
+use cartridge_infer::policy::{Algo, ModelOverrides, Policy};
+use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
+use cartridge_infer::record::GifRecorder;
+use cartridge_infer::rom::RomSearch;
+use cartridge_infer::select::{ActionSelector, Selection};
+use cartridge_infer::stats::{percentile, process_cpu_seconds};
+use cartridge_infer::window::{display_available, GameWindow, WindowEvent};
+
+/// Play an ONNX Atari policy on a real ROM (ALE + ONNX Runtime).
+#[derive(Debug, Parser)]
+#[command(name = "play", version, about, long_about = None)]
+struct Args {
+    /// The policy: an ONNX model with input `obs` u8 [batch, 4, 84, 84] (see README).
+    #[arg(required_unless_present = "rom_info")]
+    model: Option<PathBuf>,
+    /// Print the ROM's game, file, MD5 and minimal action set (ALE ids) as JSON, then exit.
+    #[arg(long)]
+    rom_info: bool,
+    /// Game name (breakout, pong, space_invaders, ...) or path to a ROM file.
+    #[arg(long)]
+    rom: String,
+    /// Episodes (full games) to play [default: 1 headless, until closed in a window].
+    #[arg(long)]
+    episodes: Option<u32>,
+    /// Time limit per episode in emulated frames, reported as truncation.
+    #[arg(long, default_value_t = 108_000)]
+    max_frames: u64,
+    /// Seed of the emulator, NoopReset and action sampling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Sticky-action probability (0.25 for the Machado et al. 2018 protocol).
+    #[arg(long, default_value_t = 0.0)]
+    sticky: f32,
+    /// Write an animated GIF of the agent's colour frames to this path.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// No window: play as fast as possible and print results.
+    #[arg(long)]
+    headless: bool,
+    /// Window frame rate in emulated frames per second; 0 = as fast as possible.
+    #[arg(long, default_value_t = 60)]
+    fps: u32,
+    /// Window scale factor (1, 2, 4 or 8).
+    #[arg(long, default_value_t = 2)]
+    scale: u32,
+    /// Always take the best-scoring action (no sampling, no epsilon).
+    #[arg(long, conflicts_with = "epsilon")]
+    greedy: bool,
+    /// Epsilon-greedy with this epsilon (DQN default 0.05).
+    #[arg(long)]
+    epsilon: Option<f32>,
+    /// Algorithm of a model without `cartridge.algo` metadata: ppo (logits) or dqn (Q-values).
+    #[arg(long, value_parser = ["ppo", "dqn"])]
+    algo: Option<String>,
+    /// Accept a ROM whose MD5 is not one of ale-py 0.12.1's ROMs.
+    #[arg(long)]
+    allow_unknown_rom: bool,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// NoopReset: at most this many no-op steps at the start of an episode (0 disables).
+    #[arg(long, default_value_t = 30)]
+    noop_max: u32,
+}
+
+/// Validated settings derived from [`Args`].
+#[derive(Debug)]
+struct PlayConfig {
+    model: PathBuf,
+    rom: String,
+    episodes: Option<u32>,
+    max_frames: u64,
+    seed: u64,
+    sticky: f32,
+    record: Option<PathBuf>,
+    headless: bool,
+    fps: u32,
+    scale: u32,
+    selection_override: Option<Selection>,
+    overrides: ModelOverrides,
+    allow_unknown_rom: bool,
+    threads: usize,
+    noop_max: u32,
+}
+
+impl PlayConfig {
+    fn from_args(a: Args) -> anyhow::Result<Self> {
+        if !(0.0..1.0).contains(&a.sticky) {
+            bail!(
+                "--sticky must be in [0, 1) (0.25 is the Machado et al. protocol), got {}",
+                a.sticky
+            );
+        }
+        if let Some(e) = a.epsilon {
+            if !(0.0..=1.0).contains(&e) {
+                bail!("--epsilon must be in [0, 1], got {e}");
+            }
+        }
+        if a.max_frames == 0 {
+            bail!("--max-frames must be at least 1");
+        }
+        if a.episodes == Some(0) {
+            bail!("--episodes must be at least 1");
+        }
+        if a.threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        cartridge_infer::window::scale_of(a.scale)?;
+        let mut headless = a.headless;
+        if !headless && !display_available() {
+            eprintln!("no display (DISPLAY is unset): running headless");
+            headless = true;
+        }
+        let selection_override = if a.greedy {
+            Some(Selection::Greedy)
+        } else {
+            a.epsilon.map(Selection::EpsilonGreedy)
+        };
+        let algo = a.algo.as_deref().map(str::parse::<Algo>).transpose()?;
+        let model = a.model.context("a model path is required")?;
+        Ok(Self {
+            model,
+            rom: a.rom,
+            episodes: a.episodes.or(headless.then_some(1)),
+            max_frames: a.max_frames,
+            seed: a.seed,
+            sticky: a.sticky,
+            record: a.record,
+            headless,
+            fps: a.fps,
+            scale: a.scale,
+            selection_override,
+            overrides: ModelOverrides { algo },
+            allow_unknown_rom: a.allow_unknown_rom,
+            threads: a.threads,
+            noop_max: a.noop_max,
+        })
+    }
+}
+
+/// The last line on stdout.
+#[derive(Debug, Serialize)]
+struct Summary {
+    game: String,
+    model: String,
+    algo: Algo,
+    selection: String,
+    episodes: usize,
+    returns: Vec<i64>,
+    mean_return: f64,
+    std_return: f64,
+    frames: u64,
+    wall_s: f64,
+    emulator_fps: f64,
+    decision_ms_p50: f64,
+    decision_ms_p99: f64,
+    preprocess_ms_p50: f64,
+    cpu_percent: f64,
+    headless: bool,
+    sticky: f32,
+    seed: u64,
+}
+
+/// The window side of a run: shows frames, remembers a quit request or a window error.
+struct Screen {
+    window: Option<GameWindow>,
+    quit: bool,
+    error: Option<cartridge_infer::Error>,
+    shown: u64,
+    clock: Instant,
+}
+
+impl Screen {
+    fn frame(&mut self, rgb: &[u8], game: &str, episode: u32, score: i64) {
+        let Some(w) = self.window.as_mut() else {
+            return;
+        };
+        if self.quit || self.error.is_some() {
+            return;
+        }
+        self.shown += 1;
+        if self.shown % 30 == 0 {
+            let fps = 30.0 / self.clock.elapsed().as_secs_f64().max(1e-9);
+            self.clock = Instant::now();
+            w.set_title(&format!(
+                "Cartridge: {game} | episode {episode} | score {score} | {fps:.0} fps"
+            ));
+        }
+        match w.show(rgb) {
+            Ok(WindowEvent::Continue) => {}
+            Ok(WindowEvent::Quit) => self.quit = true,
+            Err(e) => self.error = Some(e),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_rom_info(a: &Args) -> anyhow::Result<()> {
+    let rom = RomSearch {
+        allow_unknown: a.allow_unknown_rom,
+    }
+    .resolve(&a.rom)?;
+    let emu = Emulator::new(&rom, EmulatorConfig::default())?;
+    let actions: Vec<String> = emu
+        .minimal_action_set()
+        .iter()
+        .map(i32::to_string)
+        .collect();
+    let info = serde_json::json!({
+        "game": rom.game,
+        "path": rom.path,
+        "md5": rom.md5,
+        "known": rom.known,
+        "actions": actions.join(","),
+    });
+    println!("{info}");
+    Ok(())
+}
+
+/// splitmix64: spreads a user seed into independent, never-zero seeds.
+fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed.wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)).max(1)
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.rom_info {
+        return print_rom_info(&args);
+    }
+    let cfg = PlayConfig::from_args(args)?;
+    let rom = RomSearch {
+        allow_unknown: cfg.allow_unknown_rom,
+    }
+    .resolve(&cfg.rom)?;
+    let mut policy = Policy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
+    let emu_seed = (derive_seed(cfg.seed, 1) as u32).max(1);
+    let emu = Emulator::new(
+        &rom,
+        EmulatorConfig {
+            seed: emu_seed,
+            sticky: cfg.sticky,
+        },
+    )?;
+    policy.check_against(&rom, emu.minimal_action_set())?;
+    let info = policy.info().clone();
+    let selection = cfg
+        .selection_override
+        .unwrap_or_else(|| Selection::default_for(info.algo));
+    let mut selector = ActionSelector::new(selection, derive_seed(cfg.seed, 2));
+    let env_cfg = AtariConfig {
+        noop_max: cfg.noop_max,
+        max_episode_frames: cfg.max_frames,
+        every_frame_rgb: !cfg.headless,
+        ..AtariConfig::default()
+    };
+    let frame_ms = 1000 * env_cfg.frame_skip / 60;
+    let mut env = AtariEnv::new(emu, env_cfg, derive_seed(cfg.seed, 3));
+    let window = if cfg.headless {
+        None
+    } else {
+        match GameWindow::open(&format!("Cartridge: {}", rom.game), cfg.scale, cfg.fps) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("{e}; running headless");
+                None
+            }
+        }
+    };
+    let mut screen = Screen {
+        window,
+        quit: false,
+        error: None,
+        shown: 0,
+        clock: Instant::now(),
+    };
+    let mut recorder = cfg
+        .record
+        .as_deref()
+        .map(|p| GifRecorder::create(p, frame_ms))
+        .transpose()?;
+
+    let model_name = cfg.model.display().to_string();
+    let mut decision_ms = Vec::new();
+    let mut preprocess_ms = Vec::new();
+    let mut returns = Vec::new();
+    let mut total_frames = 0u64;
+    let started = Instant::now();
+    let cpu0 = process_cpu_seconds();
+
+    let mut episode = 0u32;
+    while !screen.quit && cfg.episodes.is_none_or(|n| episode < n) {
+        episode += 1;
+        let ep_start = Instant::now();
+        env.reset_observed(&mut |rgb| screen.frame(rgb, &rom.game, episode, 0));
+        if let Some(r) = recorder.as_mut() {
+            r.push(env.pooled_rgb())?;
+        }
+        loop {
+            let t0 = Instant::now();
+            let decision = policy.decide(env.obs())?;
+            let action = selector.select(&decision.scores);
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            let pre = env.last_preprocess_ns() as f64 * 1e-6;
+            decision_ms.push(ms + pre);
+            preprocess_ms.push(pre);
+            let score = env.episode_return();
+            let step = env.step_observed(action, &mut |rgb| {
+                screen.frame(rgb, &rom.game, episode, score)
+            });
+            if let Some(r) = recorder.as_mut() {
+                r.push(env.pooled_rgb())?;
+            }
+            if let Some(e) = screen.error.take() {
+                return Err(e.into());
+            }
+            if step.game_over || screen.quit {
+                break;
+            }
+        }
+        let frames = env.episode_frames();
+        total_frames += frames;
+        if screen.quit {
+            // Closing the window mid-game ends the session; the partial game is not counted.
+            break;
+        }
+        returns.push(env.episode_return());
+        println!(
+            "episode {episode}: score {} frames {frames} seconds {:.2}{}",
+            env.episode_return(),
+            ep_start.elapsed().as_secs_f64(),
+            if frames >= cfg.max_frames {
+                " (time limit)"
+            } else {
+                ""
+            }
+        );
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_seconds() - cpu0;
+    if let Some(r) = recorder.take() {
+        let frames = r.frames();
+        let path = r.finish()?;
+        eprintln!("recorded {frames} frames to {}", path.display());
+    }
+    let n = returns.len().max(1) as f64;
+    let mean = returns.iter().sum::<i64>() as f64 / n;
+    let var = returns
+        .iter()
+        .map(|&r| (r as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let summary = Summary {
+        game: rom.game.clone(),
+        model: model_name,
+        algo: info.algo,
+        selection: match selection {
+            Selection::Sample => "sample".into(),
+            Selection::Greedy => "greedy".into(),
+            Selection::EpsilonGreedy(e) => format!("epsilon_greedy({e})"),
+        },
+        episodes: returns.len(),
+        mean_return: mean,
+        std_return: var.sqrt(),
+        returns,
+        frames: total_frames,
+        wall_s,
+        emulator_fps: total_frames as f64 / wall_s.max(1e-9),
+        decision_ms_p50: percentile(&mut decision_ms, 0.5),
+        decision_ms_p99: percentile(&mut decision_ms, 0.99),
+        preprocess_ms_p50: percentile(&mut preprocess_ms, 0.5),
+        cpu_percent: 100.0 * cpu_s / wall_s.max(1e-9),
+        headless: screen.window.is_none(),
+        sticky: cfg.sticky,
+        seed: cfg.seed,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&summary).context("cannot serialise the summary")?
+    );
+    Ok(())
+}

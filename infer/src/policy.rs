@@ -1,0 +1,426 @@
+//! ONNX policies through ONNX Runtime (`ort`, loaded at run time).
+//!
+//! The model contract (DESIGN.md, "ONNX model"): input `obs` u8 `[batch, 4, 84, 84]` (the
+//! graph scales by 1/255 itself); outputs `logits` f32 `[batch, A]` + `value` f32 `[batch, 1]`
+//! for PPO, `q_values` f32 `[batch, A]` for DQN; `cartridge.*` metadata naming the algorithm,
+//! game, ROM MD5 and action set. Foreign models (e.g. exported from PyTorch: f32 input taking
+//! raw 0..=255 pixel values, no metadata) load when the caller supplies the algorithm.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use crate::rom::Rom;
+use crate::{Error, Result};
+
+/// The algorithm a policy was trained with, which decides how its first output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    /// Actor-critic: output `logits` (sampled through a softmax) and `value`.
+    Ppo,
+    /// Q-learning: output `q_values` (epsilon-greedy).
+    Dqn,
+}
+
+impl std::str::FromStr for Algo {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "ppo" => Ok(Algo::Ppo),
+            "dqn" => Ok(Algo::Dqn),
+            other => Err(Error::InvalidConfig(format!(
+                "unknown algo '{other}': expected ppo or dqn"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Algo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Algo::Ppo => "ppo",
+            Algo::Dqn => "dqn",
+        })
+    }
+}
+
+/// Element type of the model's `obs` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    /// u8 pixels; the graph scales them (Cartridge's contract).
+    U8,
+    /// f32 holding raw 0..=255 pixel values (CleanRL-style models divide by 255 inside).
+    F32,
+}
+
+/// What a model says about itself, from its graph and `cartridge.*` metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Algorithm from metadata or from the caller.
+    pub algo: Algo,
+    /// Game name from metadata, if any.
+    pub game: Option<String>,
+    /// ROM MD5 from metadata, if any.
+    pub rom_md5: Option<String>,
+    /// ALE action ids of the action set from metadata, if any.
+    pub actions: Option<Vec<i32>>,
+    /// Number of actions of the decision output.
+    pub num_actions: usize,
+    /// Frames stacked in the input (the input's dimension 1).
+    pub frame_stack: usize,
+    /// Input element type.
+    pub input: InputType,
+    /// Name of the input tensor.
+    pub input_name: String,
+    /// Name of the output read for decisions (`logits` / `q_values` or the first output).
+    pub decision_output: String,
+    /// All `cartridge.*` metadata, key without the prefix.
+    pub metadata: HashMap<String, String>,
+}
+
+/// What the caller knows about a model that lacks metadata (CLI: `--algo`).
+#[derive(Debug, Clone, Default)]
+pub struct ModelOverrides {
+    /// The algorithm, required for models without `cartridge.algo`.
+    pub algo: Option<Algo>,
+}
+
+/// The loaded ONNX Runtime library and its environment, or why it could not be loaded.
+static ORT_ENV: OnceLock<std::result::Result<(PathBuf, Environment), String>> = OnceLock::new();
+
+/// Finds and loads the ONNX Runtime library once per process. Search order:
+/// `$ORT_DYLIB_PATH`, the onnxruntime package of the project's `.venv`, that of the `python3`
+/// on PATH, then system library folders. Errors name every place searched.
+pub fn init_runtime() -> Result<PathBuf> {
+    runtime().map(|(p, _)| p.clone())
+}
+
+fn runtime() -> Result<&'static (PathBuf, Environment)> {
+    ORT_ENV
+        .get_or_init(|| {
+            let (found, searched) = find_runtime_library();
+            let Some(path) = found else {
+                return Err(format!(
+                    "no ONNX Runtime library (libonnxruntime.so) found; searched:\n  {}\n\
+                     install it with `pip install onnxruntime==1.31.1` (or run `make play`, which puts \
+                     it in .venv), or set ORT_DYLIB_PATH to the library file",
+                    searched.join("\n  ")
+                ));
+            };
+            let env = ort::init_from(&path)
+                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?
+                .with_name("cartridge")
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
+            Ok((path, env))
+        })
+        .as_ref()
+        .map_err(|e| Error::RuntimeNotFound(e.clone()))
+}
+
+fn find_runtime_library() -> (Option<PathBuf>, Vec<String>) {
+    let mut searched = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return (Some(p), searched);
+        }
+        searched.push(format!("$ORT_DYLIB_PATH={} (no such file)", p.display()));
+    } else {
+        searched.push("$ORT_DYLIB_PATH (unset)".into());
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for venv in crate::paths::project_venvs() {
+        dirs.extend(crate::paths::venv_site_packages(&venv).map(|sp| sp.join("onnxruntime/capi")));
+    }
+    if dirs.is_empty() {
+        searched.push("./.venv and <project>/.venv (no venv)".into());
+    }
+    match crate::rom::python_package_dir("onnxruntime") {
+        Some(pkg) => dirs.push(pkg.join("capi")),
+        None => searched.push("python3 on PATH (no onnxruntime package)".into()),
+    }
+    for d in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    for dir in dirs {
+        if let Some(lib) = library_in(&dir) {
+            return (Some(lib), searched);
+        }
+        searched.push(dir.display().to_string());
+    }
+    (None, searched)
+}
+
+/// `libonnxruntime.so` or the highest-versioned `libonnxruntime.so.X.Y.Z` in `dir`.
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy())
+                .is_some_and(|n| n == "libonnxruntime.so" || n.starts_with("libonnxruntime.so."))
+        })
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// A loaded policy network.
+#[derive(Debug)]
+pub struct Policy {
+    session: Session,
+    info: ModelInfo,
+    scratch_f32: Vec<f32>,
+}
+
+/// The raw outputs of one batch-1 decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// `logits` (PPO) or `q_values` (DQN), one per action.
+    pub scores: Vec<f32>,
+}
+
+impl Policy {
+    /// Loads `path` with `threads` intra-op threads and checks it against the model contract.
+    ///
+    /// Errors: [`Error::RuntimeNotFound`], [`Error::InvalidModel`] (unreadable, truncated, or
+    /// breaking the contract; the message says what and how to fix it).
+    pub fn load(path: &Path, threads: usize, overrides: &ModelOverrides) -> Result<Self> {
+        let (_, env) = runtime()?;
+        let invalid = |reason: String| Error::InvalidModel {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(invalid("no such file".into()));
+        }
+        let configure = || -> std::result::Result<_, String> {
+            let e = |e: ort::Error<_>| e.to_string();
+            Session::builder(env)
+                .map_err(|e| e.to_string())?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(e)?
+                .with_intra_threads(threads.max(1))
+                .map_err(e)?
+                .with_inter_threads(1)
+                .map_err(e)?
+                .with_intra_op_spinning(false)
+                .map_err(e)
+        };
+        let session = configure()
+            .map_err(|e| invalid(format!("cannot configure ONNX Runtime: {e}")))?
+            .commit_from_file(path)
+            .map_err(|e| {
+                invalid(format!(
+                    "ONNX Runtime cannot load it ({e}); is it a complete .onnx file? re-export it \
+                     with `export --onnx`"
+                ))
+            })?;
+        let info = inspect(&session, overrides).map_err(invalid)?;
+        Ok(Self {
+            session,
+            info,
+            scratch_f32: Vec::new(),
+        })
+    }
+
+    /// What the model declares.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Checks the model against the ROM it will play: action count equals the ROM's minimal
+    /// action set, and metadata game / MD5 / action ids (when present) match.
+    pub fn check_against(&self, rom: &Rom, minimal_actions: &[i32]) -> Result<()> {
+        let i = &self.info;
+        let mismatch = |reason: String| Error::ModelMismatch {
+            game: rom.game.clone(),
+            reason,
+        };
+        if let Some(g) = &i.game {
+            if g != &rom.game {
+                return Err(mismatch(format!(
+                    "the model was trained on '{g}', not '{}'; play it with `--rom {g}`",
+                    rom.game
+                )));
+            }
+        }
+        if i.num_actions != minimal_actions.len() {
+            return Err(mismatch(format!(
+                "the model has {} actions but {}'s minimal action set has {}; it was not made for this game",
+                i.num_actions,
+                rom.game,
+                minimal_actions.len()
+            )));
+        }
+        if let Some(a) = &i.actions {
+            if a.as_slice() != minimal_actions {
+                return Err(mismatch(format!(
+                    "the model's ALE action ids {a:?} differ from the ROM's minimal action set {minimal_actions:?}"
+                )));
+            }
+        }
+        if let Some(m) = &i.rom_md5 {
+            if m != &rom.md5 && rom.known {
+                return Err(mismatch(format!(
+                    "the model was trained on a ROM with MD5 {m}, this ROM ({}) has MD5 {}",
+                    rom.path.display(),
+                    rom.md5
+                )));
+            }
+        }
+        if i.frame_stack != crate::preprocess::STACK {
+            return Err(mismatch(format!(
+                "the model stacks {} frames; Cartridge's runtime stacks {}",
+                i.frame_stack,
+                crate::preprocess::STACK
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the network on one observation `[4, 84, 84]` u8 and returns the decision output.
+    pub fn decide(&mut self, obs: &[u8]) -> Result<Decision> {
+        let shape = [1usize, self.info.frame_stack, 84, 84];
+        let run_err = |e: ort::Error| Error::Inference(e.to_string());
+        let outputs = match self.info.input {
+            InputType::U8 => {
+                let t = TensorRef::from_array_view((shape, obs)).map_err(run_err)?;
+                self.session
+                    .run(ort::inputs![self.info.input_name.as_str() => t])
+                    .map_err(run_err)?
+            }
+            InputType::F32 => {
+                self.scratch_f32.clear();
+                self.scratch_f32.extend(obs.iter().map(|&v| v as f32));
+                let t = TensorRef::from_array_view((shape, self.scratch_f32.as_slice()))
+                    .map_err(run_err)?;
+                self.session
+                    .run(ort::inputs![self.info.input_name.as_str() => t])
+                    .map_err(run_err)?
+            }
+        };
+        let (_, scores) = outputs[self.info.decision_output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(run_err)?;
+        Ok(Decision {
+            scores: scores.to_vec(),
+        })
+    }
+}
+
+fn inspect(
+    session: &Session,
+    overrides: &ModelOverrides,
+) -> std::result::Result<ModelInfo, String> {
+    let mut metadata = HashMap::new();
+    if let Ok(meta) = session.metadata() {
+        if let Ok(keys) = meta.custom_keys() {
+            for k in keys {
+                if let (Some(rest), Some(v)) = (k.strip_prefix("cartridge."), meta.custom(&k)) {
+                    metadata.insert(rest.to_string(), v);
+                }
+            }
+        }
+    }
+    let inputs = session.inputs();
+    if inputs.len() != 1 {
+        return Err(format!(
+            "expected one input `obs` [batch, 4, 84, 84], found {} inputs",
+            inputs.len()
+        ));
+    }
+    let input = &inputs[0];
+    let (ty, shape) = tensor_of(input.dtype())
+        .ok_or_else(|| format!("input `{}` is not a tensor", input.name()))?;
+    let input_type = match ty {
+        TensorElementType::Uint8 => InputType::U8,
+        TensorElementType::Float32 => InputType::F32,
+        other => return Err(format!(
+            "input `{}` has element type {other:?}; expected uint8 (or float32 for foreign models)",
+            input.name()
+        )),
+    };
+    let dims_ok = shape.len() == 4 && shape[2..] == [84, 84] && shape[1] > 0;
+    if !dims_ok {
+        return Err(format!(
+            "input `{}` has shape {:?}; expected [batch, 4, 84, 84]",
+            input.name(),
+            shape
+        ));
+    }
+    let algo = match metadata.get("algo") {
+        Some(a) => a.parse::<Algo>().map_err(|e| e.to_string())?,
+        None => overrides.algo.ok_or_else(|| {
+            "it has no `cartridge.algo` metadata (a foreign model?); pass --algo ppo|dqn to say \
+             whether its first output is policy logits or Q-values"
+                .to_string()
+        })?,
+    };
+    let outputs = session.outputs();
+    let wanted = match algo {
+        Algo::Ppo => "logits",
+        Algo::Dqn => "q_values",
+    };
+    let out = outputs
+        .iter()
+        .find(|o| o.name() == wanted)
+        .or_else(|| metadata.is_empty().then(|| outputs.first()).flatten())
+        .ok_or_else(|| {
+            let names: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
+            format!("a {algo} model must have output `{wanted}`; this one has {names:?}")
+        })?;
+    let (oty, oshape) =
+        tensor_of(out.dtype()).ok_or_else(|| format!("output `{}` is not a tensor", out.name()))?;
+    if oty != TensorElementType::Float32 || oshape.len() != 2 || oshape[1] <= 0 {
+        return Err(format!(
+            "output `{}` must be float32 [batch, A]; it is {oty:?} {oshape:?}",
+            out.name()
+        ));
+    }
+    let actions = match metadata.get("actions") {
+        Some(s) => Some(
+            s.split(',')
+                .map(|a| a.trim().parse::<i32>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    format!("metadata cartridge.actions '{s}' is not a list of ALE action ids")
+                })?,
+        ),
+        None => None,
+    };
+    Ok(ModelInfo {
+        algo,
+        game: metadata.get("game").cloned(),
+        rom_md5: metadata.get("rom_md5").cloned(),
+        actions,
+        num_actions: oshape[1] as usize,
+        frame_stack: shape[1].max(0) as usize,
+        input: input_type,
+        input_name: input.name().to_string(),
+        decision_output: out.name().to_string(),
+        metadata,
+    })
+}
+
+fn tensor_of(t: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
+    match t {
+        ValueType::Tensor { ty, shape, .. } => Some((*ty, shape.to_vec())),
+        _ => None,
+    }
+}

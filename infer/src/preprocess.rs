@@ -1,0 +1,559 @@
+//! The DeepMind / OpenAI-baselines Atari preprocessing, one implementation for training and
+//! play. Names follow baselines' `atari_wrappers.py`: NoopReset, FireReset, MaxAndSkip,
+//! EpisodicLife, WarpFrame, ClipReward, FrameStack, plus the 108,000-frame time limit.
+//!
+//! Observation: u8 `[4, 84, 84]`, channel-first, newest frame last (index 3). Each frame is the
+//! channel-wise max of the last two RGB frames of a 4-frame skip, converted to gray with
+//! OpenCV's `COLOR_RGB2GRAY` and resized 210x160 -> 84x84 with OpenCV's `INTER_AREA`
+//! (gray first, then resize, as baselines and SB3 do).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::ale::{Emulator, ACTION_FIRE, ACTION_NOOP, RGB_LEN, SCREEN_HEIGHT, SCREEN_WIDTH};
+
+/// Side of a warped frame.
+pub const FRAME_SIZE: usize = 84;
+/// Bytes of one warped frame, `[84, 84]` u8.
+pub const FRAME_LEN: usize = FRAME_SIZE * FRAME_SIZE;
+/// Default number of stacked frames.
+pub const STACK: usize = 4;
+/// Bytes of one observation, `[4, 84, 84]` u8.
+pub const OBS_LEN: usize = STACK * FRAME_LEN;
+
+/// OpenCV `RGB2GRAY` for 8-bit images: fixed-point weights 0.299, 0.587, 0.114 scaled by
+/// 2^14 (`cv::cvtColor`, `imgproc/src/color_rgb.simd.hpp`: R2Y=4899, G2Y=9617, B2Y=1868),
+/// rounded by adding 2^13 before the shift.
+#[inline]
+pub fn gray_pixel(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 4899 + g as u32 * 9617 + b as u32 * 1868 + (1 << 13)) >> 14) as u8
+}
+
+/// RGB `[h, w, 3]` -> gray `[h, w]` with [`gray_pixel`]. Panics if `gray.len() * 3 != rgb.len()`.
+pub fn rgb_to_gray(rgb: &[u8], gray: &mut [u8]) {
+    assert_eq!(rgb.len(), gray.len() * 3);
+    for (px, g) in rgb.chunks_exact(3).zip(gray.iter_mut()) {
+        *g = gray_pixel(px[0], px[1], px[2]);
+    }
+}
+
+/// Channel-wise maximum of two equally long buffers (MaxAndSkip's pooling of the last two
+/// frames, which removes Atari sprite flicker).
+pub fn max_pool(a: &[u8], b: &[u8], out: &mut [u8]) {
+    assert!(a.len() == b.len() && a.len() == out.len());
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x.max(y);
+    }
+}
+
+/// Weights of one axis of OpenCV's `INTER_AREA` downscale (`computeResizeAreaTab` in
+/// `imgproc/src/resize.cpp`): for each destination index, the source indices it covers and
+/// the fraction of the destination cell each covers (summing to 1).
+#[derive(Debug, Clone)]
+struct AreaAxis {
+    /// `(dst, src, weight)` in increasing `dst`, then `src` order.
+    taps: Vec<(usize, usize, f32)>,
+}
+
+impl AreaAxis {
+    fn new(src: usize, dst: usize) -> Self {
+        let scale = src as f64 / dst as f64;
+        let mut taps = Vec::new();
+        for d in 0..dst {
+            let fs1 = d as f64 * scale;
+            let fs2 = fs1 + scale;
+            let cell = scale.min(src as f64 - fs1);
+            let mut s1 = fs1.ceil() as usize;
+            let s2 = (fs2.floor() as usize).min(src - 1);
+            s1 = s1.min(s2);
+            if s1 as f64 - fs1 > 1e-3 {
+                taps.push((d, s1 - 1, ((s1 as f64 - fs1) / cell) as f32));
+            }
+            for s in s1..s2 {
+                taps.push((d, s, (1.0 / cell) as f32));
+            }
+            if fs2 - s2 as f64 > 1e-3 {
+                taps.push((d, s2, ((fs2 - s2 as f64).min(1.0).min(cell) / cell) as f32));
+            }
+        }
+        Self { taps }
+    }
+}
+
+/// WarpFrame's resize: gray `[src_h, src_w]` -> `[dst_h, dst_w]` with OpenCV `INTER_AREA`
+/// semantics (area-weighted mean, rounded to nearest). Tables are built once.
+#[derive(Debug, Clone)]
+pub struct AreaResize {
+    src_w: usize,
+    dst_w: usize,
+    dst_h: usize,
+    xs: AreaAxis,
+    ys: AreaAxis,
+}
+
+impl AreaResize {
+    /// A resize from `src_h x src_w` to `dst_h x dst_w` (a downscale on both axes).
+    pub fn new(src_h: usize, src_w: usize, dst_h: usize, dst_w: usize) -> Self {
+        assert!(
+            dst_h <= src_h && dst_w <= src_w,
+            "INTER_AREA here only downscales"
+        );
+        Self {
+            src_w,
+            dst_w,
+            dst_h,
+            xs: AreaAxis::new(src_w, dst_w),
+            ys: AreaAxis::new(src_h, dst_h),
+        }
+    }
+
+    /// The Atari WarpFrame resize, 210x160 -> 84x84.
+    pub fn atari() -> Self {
+        Self::new(SCREEN_HEIGHT, SCREEN_WIDTH, FRAME_SIZE, FRAME_SIZE)
+    }
+
+    /// Resizes `src` (`[src_h, src_w]`) into `dst` (`[dst_h, dst_w]`).
+    pub fn apply(&self, src: &[u8], dst: &mut [u8]) {
+        assert_eq!(dst.len(), self.dst_h * self.dst_w);
+        let mut row = vec![0f32; self.dst_w];
+        let mut acc = vec![0f32; self.dst_w];
+        let mut taps = self.ys.taps.iter().peekable();
+        for dy in 0..self.dst_h {
+            acc.fill(0.0);
+            while let Some(&&(d, sy, wy)) = taps.peek() {
+                if d != dy {
+                    break;
+                }
+                taps.next();
+                row.fill(0.0);
+                let src_row = &src[sy * self.src_w..(sy + 1) * self.src_w];
+                for &(dx, sx, wx) in &self.xs.taps {
+                    row[dx] += src_row[sx] as f32 * wx;
+                }
+                for (a, r) in acc.iter_mut().zip(&row) {
+                    *a += r * wy;
+                }
+            }
+            for (o, a) in dst[dy * self.dst_w..(dy + 1) * self.dst_w]
+                .iter_mut()
+                .zip(&acc)
+            {
+                // OpenCV's saturate_cast<uchar>(float) rounds half to even (cvRound).
+                *o = a.round_ties_even().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+/// FrameStack: the last `k` frames, channel-first, newest last; `[k, 84, 84]` u8 contiguous.
+#[derive(Debug, Clone)]
+pub struct FrameStack {
+    k: usize,
+    buf: Vec<u8>,
+}
+
+impl FrameStack {
+    /// An all-zero stack of `k` frames.
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            buf: vec![0; k * FRAME_LEN],
+        }
+    }
+
+    /// Fills every slot with `frame` (on reset, as baselines' `FrameStack.reset`).
+    pub fn reset(&mut self, frame: &[u8]) {
+        for slot in self.buf.chunks_exact_mut(FRAME_LEN) {
+            slot.copy_from_slice(frame);
+        }
+    }
+
+    /// Drops the oldest frame and appends `frame` as the newest.
+    pub fn push(&mut self, frame: &[u8]) {
+        self.buf.copy_within(FRAME_LEN.., 0);
+        let n = self.buf.len();
+        self.buf[n - FRAME_LEN..].copy_from_slice(frame);
+    }
+
+    /// The stacked observation, `[k, 84, 84]` u8.
+    pub fn obs(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Number of frames stacked.
+    pub fn len(&self) -> usize {
+        self.k
+    }
+
+    /// Always false: a stack holds at least one frame.
+    pub fn is_empty(&self) -> bool {
+        self.k == 0
+    }
+}
+
+/// Preprocessing settings. Defaults are the DeepMind/baselines evaluation settings for play
+/// (full games, no reward clipping).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtariConfig {
+    /// NoopReset: up to this many no-op agent steps after a reset (uniform in `1..=noop_max`;
+    /// 0 disables). baselines: 30.
+    pub noop_max: u32,
+    /// MaxAndSkip: emulated frames per agent step. baselines: 4.
+    pub frame_skip: u32,
+    /// FrameStack depth. baselines: 4.
+    pub frame_stack: usize,
+    /// EpisodicLife (training only): a lost life ends the learning episode, not the game.
+    pub episodic_life: bool,
+    /// ClipReward (training only): rewards become their sign.
+    pub clip_reward: bool,
+    /// FireReset after a lost life too (play: Breakout otherwise waits forever).
+    pub fire_on_life_loss: bool,
+    /// Time limit in emulated frames, reported as truncation. baselines / gym: 108,000.
+    pub max_episode_frames: u64,
+    /// Read the RGB screen of every emulated frame (for a window); otherwise only the last two
+    /// frames of each skip are read.
+    pub every_frame_rgb: bool,
+}
+
+impl Default for AtariConfig {
+    fn default() -> Self {
+        Self {
+            noop_max: 30,
+            frame_skip: 4,
+            frame_stack: STACK,
+            episodic_life: false,
+            clip_reward: false,
+            fire_on_life_loss: true,
+            max_episode_frames: 108_000,
+            every_frame_rgb: false,
+        }
+    }
+}
+
+/// The outcome of one agent step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// Reward for learning: the raw reward, or its sign under ClipReward.
+    pub reward: f32,
+    /// Raw game score gained this step (sum over the skipped frames).
+    pub raw_reward: i32,
+    /// The (learning) episode ended: game over, or a lost life under EpisodicLife.
+    pub terminated: bool,
+    /// The time limit ended the episode (bootstrap from it when learning).
+    pub truncated: bool,
+    /// The game itself is over (or truncated): the next [`AtariEnv::reset`] starts a new game.
+    pub game_over: bool,
+}
+
+/// An Atari game behind the preprocessing stack; the caller picks an action index into the
+/// minimal action set each agent step and reads the stacked observation.
+#[derive(Debug)]
+pub struct AtariEnv {
+    emu: Emulator,
+    cfg: AtariConfig,
+    rng: ChaCha8Rng,
+    resize: AreaResize,
+    stack: FrameStack,
+    rgb: [Vec<u8>; 2],
+    pooled: Vec<u8>,
+    gray: Vec<u8>,
+    frame: Vec<u8>,
+    fire_index: Option<usize>,
+    lives: i32,
+    real_done: bool,
+    episode_return: i64,
+    episode_frames: u64,
+    preprocess_ns: u64,
+}
+
+impl AtariEnv {
+    /// Wraps an emulator; `seed` drives NoopReset (the emulator has its own seed).
+    pub fn new(emu: Emulator, cfg: AtariConfig, seed: u64) -> Self {
+        let fire_index = emu
+            .minimal_action_set()
+            .iter()
+            .position(|&a| a == ACTION_FIRE)
+            .filter(|_| emu.minimal_action_set().len() >= 3);
+        Self {
+            stack: FrameStack::new(cfg.frame_stack),
+            emu,
+            cfg,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            resize: AreaResize::atari(),
+            rgb: [vec![0; RGB_LEN], vec![0; RGB_LEN]],
+            pooled: vec![0; RGB_LEN],
+            gray: vec![0; SCREEN_HEIGHT * SCREEN_WIDTH],
+            frame: vec![0; FRAME_LEN],
+            fire_index,
+            lives: 0,
+            real_done: true,
+            episode_return: 0,
+            episode_frames: 0,
+            preprocess_ns: 0,
+        }
+    }
+
+    /// The emulator underneath.
+    pub fn emulator(&self) -> &Emulator {
+        &self.emu
+    }
+
+    /// Number of actions (the minimal action set).
+    pub fn num_actions(&self) -> usize {
+        self.emu.minimal_action_set().len()
+    }
+
+    /// The stacked observation `[frame_stack, 84, 84]` u8.
+    pub fn obs(&self) -> &[u8] {
+        self.stack.obs()
+    }
+
+    /// The last max-pooled RGB frame, `[210, 160, 3]` u8: what the agent's newest frame was
+    /// made from.
+    pub fn pooled_rgb(&self) -> &[u8] {
+        &self.pooled
+    }
+
+    /// Raw score of the current game so far.
+    pub fn episode_return(&self) -> i64 {
+        self.episode_return
+    }
+
+    /// Emulated frames of the current game so far.
+    pub fn episode_frames(&self) -> u64 {
+        self.episode_frames
+    }
+
+    /// Nanoseconds spent in MaxAndSkip pooling, WarpFrame and FrameStack in the last step.
+    pub fn last_preprocess_ns(&self) -> u64 {
+        self.preprocess_ns
+    }
+
+    /// Starts a learning episode: a new game (NoopReset, FireReset) after a game over, or,
+    /// under EpisodicLife after a lost life, one no-op step in the same game. Fills the frame
+    /// stack with the first observation.
+    pub fn reset(&mut self) {
+        self.reset_observed(&mut |_| {});
+    }
+
+    /// [`Self::reset`], calling `on_frame` with each emulated frame's RGB when
+    /// `every_frame_rgb` is set.
+    pub fn reset_observed(&mut self, on_frame: &mut dyn FnMut(&[u8])) {
+        if self.real_done {
+            self.emu.reset();
+            self.episode_return = 0;
+            self.episode_frames = 0;
+            let noops = if self.cfg.noop_max > 0 {
+                self.rng.random_range(1..=self.cfg.noop_max)
+            } else {
+                0
+            };
+            for _ in 0..noops {
+                self.skip(ACTION_NOOP, on_frame);
+                if self.emu.game_over() {
+                    self.emu.reset();
+                }
+            }
+            if let Some(fire) = self.fire_index {
+                // baselines' FireResetEnv presses action 1 (FIRE) then action 2.
+                self.skip(self.emu.minimal_action_set()[fire], on_frame);
+                let second = self.emu.minimal_action_set()[2];
+                self.skip(second, on_frame);
+                if self.emu.game_over() {
+                    self.emu.reset();
+                }
+            }
+        } else {
+            self.skip(ACTION_NOOP, on_frame);
+        }
+        self.lives = self.emu.lives();
+        self.real_done = false;
+        self.stack.reset(&self.frame);
+    }
+
+    /// One agent step with action index `action` (into the minimal action set; out-of-range
+    /// indices panic, as they are a caller bug).
+    pub fn step(&mut self, action: usize) -> Step {
+        self.step_observed(action, &mut |_| {})
+    }
+
+    /// [`Self::step`], calling `on_frame` with each emulated frame's RGB when
+    /// `every_frame_rgb` is set.
+    pub fn step_observed(&mut self, action: usize, on_frame: &mut dyn FnMut(&[u8])) -> Step {
+        let ale_action = self.emu.minimal_action_set()[action];
+        let raw_reward = self.skip(ale_action, on_frame);
+        let t0 = std::time::Instant::now();
+        self.stack.push(&self.frame);
+        self.preprocess_ns += t0.elapsed().as_nanos() as u64;
+
+        let game_over = self.emu.game_over();
+        let truncated = !game_over && self.episode_frames >= self.cfg.max_episode_frames;
+        let lives = self.emu.lives();
+        let lost_life = lives < self.lives && lives > 0;
+        self.lives = lives;
+        self.real_done = game_over || truncated;
+        let mut terminated = game_over;
+        if lost_life && !game_over {
+            if self.cfg.episodic_life {
+                terminated = true;
+            } else if self.cfg.fire_on_life_loss {
+                if let Some(fire) = self.fire_index {
+                    let fire = self.emu.minimal_action_set()[fire];
+                    self.skip(fire, on_frame);
+                    self.stack.push(&self.frame);
+                }
+            }
+        }
+        let reward = if self.cfg.clip_reward {
+            (raw_reward.signum()) as f32
+        } else {
+            raw_reward as f32
+        };
+        Step {
+            reward,
+            raw_reward,
+            terminated,
+            truncated,
+            game_over: self.real_done,
+        }
+    }
+
+    /// MaxAndSkip: repeats `ale_action` for `frame_skip` frames (fewer if the game ends), sums
+    /// the reward, max-pools the last two RGB frames and warps the result into `self.frame`.
+    fn skip(&mut self, ale_action: i32, on_frame: &mut dyn FnMut(&[u8])) -> i32 {
+        let skip = self.cfg.frame_skip.max(1) as usize;
+        let mut total = 0;
+        let mut last = 0usize;
+        let mut read = 0usize;
+        for i in 0..skip {
+            total += self.emu.act(ale_action);
+            self.episode_frames += 1;
+            let done = self.emu.game_over();
+            if self.cfg.every_frame_rgb || i + 2 >= skip || done {
+                last = i % 2;
+                self.emu.screen_rgb(&mut self.rgb[last]);
+                read += 1;
+                if self.cfg.every_frame_rgb {
+                    on_frame(&self.rgb[last]);
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        self.episode_return += total as i64;
+        let t0 = std::time::Instant::now();
+        if read >= 2 {
+            let [a, b] = &self.rgb;
+            max_pool(a, b, &mut self.pooled);
+        } else {
+            self.pooled.copy_from_slice(&self.rgb[last]);
+        }
+        rgb_to_gray(&self.pooled, &mut self.gray);
+        self.resize.apply(&self.gray, &mut self.frame);
+        self.preprocess_ns = t0.elapsed().as_nanos() as u64;
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gray_weights_and_rounding() {
+        // Hand-computed with OpenCV's fixed-point weights (4899, 9617, 1868) / 2^14:
+        assert_eq!(gray_pixel(0, 0, 0), 0);
+        assert_eq!(gray_pixel(255, 255, 255), 255); // (255*16384 + 8192) >> 14 = 255
+        assert_eq!(gray_pixel(255, 0, 0), 76); // 1249245+8192 = 1257437 >> 14 = 76 (0.299*255 = 76.2)
+        assert_eq!(gray_pixel(0, 255, 0), 150); // 2452335+8192 = 2460527 >> 14 = 150 (0.587*255 = 149.7)
+        assert_eq!(gray_pixel(0, 0, 255), 29); // 476340+8192 = 484532 >> 14 = 29 (0.114*255 = 29.07)
+                                               // Breakout's red brick (200, 72, 72): 979800+692424+134496+8192 = 1814912 >> 14 = 110
+                                               // (0.299*200 + 0.587*72 + 0.114*72 = 110.27).
+        assert_eq!(gray_pixel(200, 72, 72), 110);
+        // A rounding-up case: (1, 1, 1) -> 16384+8192 >> 14 = 1.
+        assert_eq!(gray_pixel(1, 1, 1), 1);
+        let mut g = [0u8; 2];
+        rgb_to_gray(&[255, 0, 0, 0, 255, 0], &mut g);
+        assert_eq!(g, [76, 150]);
+    }
+
+    #[test]
+    fn area_resize_integer_factor_is_block_mean() {
+        // 4x4 -> 2x2: each output is the mean of a 2x2 block.
+        #[rustfmt::skip]
+        let src = [
+            0, 10, 100, 100,
+            20, 30, 100, 102,
+            5, 5, 255, 255,
+            5, 6, 255, 254,
+        ];
+        let mut dst = [0u8; 4];
+        AreaResize::new(4, 4, 2, 2).apply(&src, &mut dst);
+        // (0+10+20+30)/4 = 15; (100+100+100+102)/4 = 100.5 -> 100 (ties to even, as cvRound);
+        // (5+5+5+6)/4 = 5.25 -> 5; (255*3+254)/4 = 254.75 -> 255.
+        assert_eq!(dst, [15, 100, 5, 255]);
+    }
+
+    #[test]
+    fn area_resize_fractional_factor() {
+        // 1x5 -> 1x2: scale 2.5. Cell 0 covers src 0, 1 fully and half of 2: weights 0.4, 0.4, 0.2.
+        // Cell 1 covers half of 2 and 3, 4 fully: weights 0.2, 0.4, 0.4.
+        let src = [10, 20, 30, 40, 50];
+        let mut dst = [0u8; 2];
+        AreaResize::new(1, 5, 1, 2).apply(&src, &mut dst);
+        // 0.4*10 + 0.4*20 + 0.2*30 = 18; 0.2*30 + 0.4*40 + 0.4*50 = 42.
+        assert_eq!(dst, [18, 42]);
+    }
+
+    #[test]
+    fn atari_resize_of_constant_image_is_constant() {
+        let src = vec![77u8; SCREEN_HEIGHT * SCREEN_WIDTH];
+        let mut dst = vec![0u8; FRAME_LEN];
+        AreaResize::atari().apply(&src, &mut dst);
+        assert!(dst.iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn atari_resize_axis_weights() {
+        // 210 -> 84 rows: scale 2.5, so row 0 takes src rows 0, 1 (0.4 each) and half of 2 (0.2).
+        let ys = AreaAxis::new(210, 84);
+        let row0: Vec<_> = ys.taps.iter().filter(|t| t.0 == 0).collect();
+        assert_eq!(row0.len(), 3);
+        assert_eq!((row0[0].1, row0[1].1, row0[2].1), (0, 1, 2));
+        assert!((row0[0].2 - 0.4).abs() < 1e-6 && (row0[2].2 - 0.2).abs() < 1e-6);
+        // Weights of every destination cell sum to 1.
+        for axis in [ys, AreaAxis::new(160, 84)] {
+            let mut sums = [0f32; 84];
+            for &(d, _, w) in &axis.taps {
+                sums[d] += w;
+            }
+            assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        }
+    }
+
+    #[test]
+    fn max_pool_is_channelwise() {
+        let mut out = [0u8; 6];
+        max_pool(&[1, 200, 3, 0, 0, 9], &[5, 100, 3, 7, 0, 8], &mut out);
+        assert_eq!(out, [5, 200, 3, 7, 0, 9]);
+    }
+
+    #[test]
+    fn frame_stack_order_and_reset_fill() {
+        let f = |v: u8| vec![v; FRAME_LEN];
+        let mut s = FrameStack::new(4);
+        s.reset(&f(1));
+        assert!(s.obs().iter().all(|&v| v == 1));
+        s.push(&f(2));
+        s.push(&f(3));
+        // Oldest first, newest last: [1, 1, 2, 3].
+        let firsts: Vec<u8> = s.obs().chunks(FRAME_LEN).map(|c| c[0]).collect();
+        assert_eq!(firsts, [1, 1, 2, 3]);
+        s.push(&f(4));
+        s.push(&f(5));
+        let firsts: Vec<u8> = s.obs().chunks(FRAME_LEN).map(|c| c[0]).collect();
+        assert_eq!(firsts, [2, 3, 4, 5]);
+        assert_eq!(s.obs().len(), OBS_LEN);
+    }
+}
