@@ -294,6 +294,32 @@ impl Policy {
         Ok(())
     }
 
+    /// Runs the network on a batch `[batch, 4, 84, 84]` u8 and returns every output as
+    /// `(name, shape, values)`, in the model's output order.
+    pub fn forward(&mut self, obs: &[u8], batch: usize) -> Result<Vec<(String, Vec<i64>, Vec<f32>)>> {
+        let run_err = |e: ort::Error| Error::Inference(e.to_string());
+        let shape = [batch, self.info.frame_stack, 84, 84];
+        let floats: Vec<f32>;
+        let outputs = match self.info.input {
+            InputType::U8 => {
+                let t = TensorRef::from_array_view((shape, obs)).map_err(run_err)?;
+                self.session.run(ort::inputs![self.info.input_name.as_str() => t])
+            }
+            InputType::F32 => {
+                floats = obs.iter().map(|&v| v as f32).collect();
+                let t = TensorRef::from_array_view((shape, floats.as_slice())).map_err(run_err)?;
+                self.session.run(ort::inputs![self.info.input_name.as_str() => t])
+            }
+        }
+        .map_err(run_err)?;
+        let mut out = Vec::new();
+        for (name, value) in outputs.iter() {
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+            out.push((name.to_string(), shape.to_vec(), data.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Runs the network on one observation `[4, 84, 84]` u8 and returns the decision output.
     pub fn decide(&mut self, obs: &[u8]) -> Result<Decision> {
         let shape = [1usize, self.info.frame_stack, 84, 84];

@@ -21,12 +21,13 @@ pub const STACK: usize = 4;
 /// Bytes of one observation, `[4, 84, 84]` u8.
 pub const OBS_LEN: usize = STACK * FRAME_LEN;
 
-/// OpenCV `RGB2GRAY` for 8-bit images: fixed-point weights 0.299, 0.587, 0.114 scaled by
-/// 2^14 (`cv::cvtColor`, `imgproc/src/color_rgb.simd.hpp`: R2Y=4899, G2Y=9617, B2Y=1868),
-/// rounded by adding 2^13 before the shift.
+/// OpenCV `RGB2GRAY` for 8-bit images: weights 0.299, 0.587, 0.114 in 15-bit fixed point
+/// (`imgproc/src/color_rgb.simd.hpp`, `RGB2Gray<uchar>`: 9798, 19235, 3735, summing to 2^15),
+/// rounded by adding 2^14 before the shift. Checked equal to `cv2.cvtColor` of
+/// opencv-python-headless 4.12 on every pixel of random images (tests/tests/preprocess_opencv.rs).
 #[inline]
 pub fn gray_pixel(r: u8, g: u8, b: u8) -> u8 {
-    ((r as u32 * 4899 + g as u32 * 9617 + b as u32 * 1868 + (1 << 13)) >> 14) as u8
+    ((r as u32 * 9798 + g as u32 * 19235 + b as u32 * 3735 + (1 << 14)) >> 15) as u8
 }
 
 /// RGB `[h, w, 3]` -> gray `[h, w]` with [`gray_pixel`]. Panics if `gray.len() * 3 != rgb.len()`.
@@ -57,7 +58,9 @@ struct AreaAxis {
 
 impl AreaAxis {
     fn new(src: usize, dst: usize) -> Self {
-        let scale = src as f64 / dst as f64;
+        // Computed as OpenCV does (`scale = 1 / inv_scale`, `inv_scale = dst / src`): the last
+        // bits decide the cell edges.
+        let scale = 1.0 / (dst as f64 / src as f64);
         let mut taps = Vec::new();
         for d in 0..dst {
             let fs1 = d as f64 * scale;
@@ -462,17 +465,17 @@ mod tests {
 
     #[test]
     fn gray_weights_and_rounding() {
-        // Hand-computed with OpenCV's fixed-point weights (4899, 9617, 1868) / 2^14:
+        // Hand-computed with OpenCV's weights (9798, 19235, 3735) / 2^15, +2^14 to round:
         assert_eq!(gray_pixel(0, 0, 0), 0);
-        assert_eq!(gray_pixel(255, 255, 255), 255); // (255*16384 + 8192) >> 14 = 255
-        assert_eq!(gray_pixel(255, 0, 0), 76); // 1249245+8192 = 1257437 >> 14 = 76 (0.299*255 = 76.2)
-        assert_eq!(gray_pixel(0, 255, 0), 150); // 2452335+8192 = 2460527 >> 14 = 150 (0.587*255 = 149.7)
-        assert_eq!(gray_pixel(0, 0, 255), 29); // 476340+8192 = 484532 >> 14 = 29 (0.114*255 = 29.07)
-                                               // Breakout's red brick (200, 72, 72): 979800+692424+134496+8192 = 1814912 >> 14 = 110
-                                               // (0.299*200 + 0.587*72 + 0.114*72 = 110.27).
+        assert_eq!(gray_pixel(255, 255, 255), 255); // (255*32768 + 16384) >> 15 = 255
+        assert_eq!(gray_pixel(255, 0, 0), 76); // 2498490+16384 = 2514874 >> 15 = 76 (0.299*255 = 76.2)
+        assert_eq!(gray_pixel(0, 255, 0), 150); // 4904925+16384 = 4921309 >> 15 = 150 (0.587*255 = 149.7)
+        assert_eq!(gray_pixel(0, 0, 255), 29); // 952425+16384 = 968809 >> 15 = 29 (0.114*255 = 29.07)
+        // Breakout's red brick (200, 72, 72): 1959600+1384920+268920+16384 = 3629824 >> 15 = 110.
         assert_eq!(gray_pixel(200, 72, 72), 110);
-        // A rounding-up case: (1, 1, 1) -> 16384+8192 >> 14 = 1.
-        assert_eq!(gray_pixel(1, 1, 1), 1);
+        // Rounding up: 9798+4135525+16384 = 4161707 >> 15 = 127 (127.006); a 14-bit table
+        // (4899, 9617, 1868) would give 126 here, which is not what cv2 returns.
+        assert_eq!(gray_pixel(1, 215, 0), 127);
         let mut g = [0u8; 2];
         rgb_to_gray(&[255, 0, 0, 0, 255, 0], &mut g);
         assert_eq!(g, [76, 150]);

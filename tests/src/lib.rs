@@ -1,1 +1,115 @@
+//! Helpers for Cartridge's integration tests: where the real binaries, ROMs, Python and
+//! ONNX Runtime are, and how to make models for them.
+//!
+//! The tests run the binaries built by `make test` (`cargo build --release --workspace --bins`
+//! then `cargo test --release --workspace`), from the same profile folder as the test itself.
 
+pub mod reference;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cartridge_export::{Algo, Checkpoint, Metadata};
+use cartridge_infer::ale::{Emulator, EmulatorConfig};
+use cartridge_infer::rom::{Rom, RomSearch};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A workspace binary (`play`, `export`) of the profile the tests were built with.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the binaries first (`cargo build --release --workspace --bins`, as `make test` does)",
+        p.display()
+    );
+    p
+}
+
+/// The project's Python (`.venv/bin/python`, made by `make test`).
+pub fn venv_python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(p.is_file(), "{} is missing: run `make test`", p.display());
+    p
+}
+
+/// Runs a command and returns its output (never panics on a non-zero exit).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// stdout and stderr of an output as strings.
+pub fn texts(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Asserts a clean failure: a non-zero exit code (not a signal, so no abort), no panic, and
+/// `needle` in stderr. Returns stderr.
+pub fn assert_clean_failure(o: &Output, needle: &str) -> String {
+    let (out, err) = texts(o);
+    assert!(
+        o.status.code().is_some_and(|c| c != 0),
+        "expected a non-zero exit code, got {:?}\nstdout: {out}\nstderr: {err}",
+        o.status
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr lacks {needle:?}:\n{err}"
+    );
+    assert!(err.starts_with("error: ") || err.contains("\nerror: "), "no `error:` line: {err}");
+    err
+}
+
+/// A validated ROM of ale-py's set.
+pub fn rom(game: &str) -> Rom {
+    RomSearch::default()
+        .resolve(game)
+        .unwrap_or_else(|e| panic!("ROM {game}: {e} (run `make test` to install ale-py)"))
+}
+
+/// The game's minimal action set (ALE ids) as the emulator reports it.
+pub fn minimal_actions(rom: &Rom) -> Vec<u32> {
+    let emu = Emulator::new(rom, EmulatorConfig::default()).expect("emulator");
+    emu.minimal_action_set().iter().map(|&a| a as u32).collect()
+}
+
+/// A random-init checkpoint for a game, with the game's real MD5 and action set.
+pub fn random_checkpoint(algo: Algo, game: &str, seed: u64) -> Checkpoint {
+    let rom = rom(game);
+    let mut meta = Metadata::new(algo, game, rom.md5.clone(), minimal_actions(&rom));
+    meta.seed = seed;
+    Checkpoint::random(meta).expect("random checkpoint")
+}
+
+/// Writes a random-init ONNX model for a game into `dir` and returns its path.
+pub fn random_model(dir: &Path, algo: Algo, game: &str, seed: u64) -> PathBuf {
+    let path = dir.join(format!("{game}-{}.onnx", algo.as_str()));
+    cartridge_export::write_onnx(&random_checkpoint(algo, game, seed), &[], &path)
+        .expect("write onnx");
+    path
+}
+
+/// Parses the last stdout line of `play` as JSON.
+pub fn summary(o: &Output) -> serde_json::Value {
+    let (out, err) = texts(o);
+    assert!(o.status.success(), "play failed: {:?}\nstdout: {out}\nstderr: {err}", o.status);
+    let last = out.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {err}"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}

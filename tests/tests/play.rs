@@ -1,0 +1,179 @@
+//! `play` end to end on the real Breakout and Pong ROMs with real ONNX Runtime, and every bad
+//! input the issue names: each a clear message, a non-zero exit, never a panic or abort.
+
+use std::process::Command;
+
+use cartridge_export::Algo;
+use cartridge_tests::{assert_clean_failure, bin, random_model, run, summary};
+
+fn play_one_episode(game: &str, algo: Algo, max_score: f64, min_score: f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), algo, game, 3);
+    let out = run(Command::new(bin("play"))
+        .arg(&model)
+        .args(["--rom", game, "--headless", "--episodes", "1", "--seed", "5"]));
+    let s = summary(&out);
+    assert_eq!(s["game"], game);
+    assert_eq!(s["episodes"], 1);
+    assert_eq!(s["algo"], algo.as_str());
+    let returns = s["returns"].as_array().expect("returns");
+    assert_eq!(returns.len(), 1);
+    let score = returns[0].as_f64().expect("score");
+    assert!((min_score..=max_score).contains(&score), "{game} score {score}");
+    assert_eq!(s["mean_return"].as_f64(), Some(score));
+    // A full game takes hundreds of agent steps; the frame count is a multiple-of-1 total.
+    let frames = s["frames"].as_u64().expect("frames");
+    assert!(frames > 100 && frames <= 108_000, "frames {frames}");
+    for key in ["wall_s", "emulator_fps", "decision_ms_p50", "decision_ms_p99"] {
+        let v = s[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {s}"));
+        assert!(v > 0.0, "{key} = {v}");
+    }
+    assert!(s["decision_ms_p99"].as_f64() >= s["decision_ms_p50"].as_f64());
+    // One line per episode before the JSON line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().next().is_some_and(|l| l.starts_with("episode 1: score ")), "{stdout}");
+}
+
+#[test]
+fn random_ppo_plays_breakout() {
+    // Breakout scores are 0..=864 (two walls of 432 points).
+    play_one_episode("breakout", Algo::Ppo, 864.0, 0.0);
+}
+
+#[test]
+fn random_dqn_plays_pong() {
+    // A Pong game ends at 21 points for either side: scores -21..=21.
+    play_one_episode("pong", Algo::Dqn, 21.0, -21.0);
+}
+
+#[test]
+fn same_seed_same_game() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), Algo::Ppo, "breakout", 4);
+    let go = |seed: &str| {
+        let o = run(Command::new(bin("play")).arg(&model).args([
+            "--rom", "breakout", "--headless", "--episodes", "2", "--seed", seed,
+        ]));
+        let s = summary(&o);
+        (s["returns"].clone(), s["frames"].clone())
+    };
+    assert_eq!(go("9"), go("9"));
+}
+
+#[test]
+fn record_writes_an_animated_gif() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), Algo::Ppo, "breakout", 5);
+    let gif = dir.path().join("out.gif");
+    let o = run(Command::new(bin("play")).arg(&model).args([
+        "--rom", "breakout", "--headless", "--episodes", "1", "--max-frames", "400",
+    ]).arg("--record").arg(&gif));
+    let s = summary(&o);
+    let bytes = std::fs::read(&gif).expect("gif written");
+    assert_eq!(&bytes[..6], b"GIF89a");
+    // 400 frames at frame skip 4: the reset frame plus <= 100 steps (plus noops/fire).
+    let frames = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(&bytes))
+        .map(|d| image::AnimationDecoder::into_frames(d).count())
+        .expect("decodable gif");
+    assert!(frames > 50, "only {frames} GIF frames");
+    assert_eq!(s["frames"].as_u64(), Some(400));
+    // No temporary file left beside it.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp")).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn missing_rom_file_is_a_clear_error() {
+    let o = run(Command::new(bin("play")).args(["model.onnx", "--rom", "/nonexistent/breakout.bin", "--headless"]));
+    assert_clean_failure(&o, "not found");
+}
+
+#[test]
+fn no_roms_installed_says_where_it_looked_and_how_to_install() {
+    // A copy of the binary outside the project, with no python3 on PATH: no ROMs anywhere.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let play = dir.path().join("play");
+    std::fs::copy(bin("play"), &play).expect("copy play");
+    let o = run(Command::new(&play)
+        .current_dir(dir.path())
+        .env("PATH", dir.path())
+        .env_remove("ALE_ROM_DIR")
+        .args(["model.onnx", "--rom", "breakout", "--headless"]));
+    let err = assert_clean_failure(&o, "ROM for game 'breakout' not found; searched:");
+    assert!(err.contains("pip install ale-py==0.12.1"), "{err}");
+}
+
+#[test]
+fn random_bytes_rom_is_refused_before_ale_sees_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), Algo::Ppo, "breakout", 1);
+    let rom = dir.path().join("breakout.bin");
+    let bytes: Vec<u8> = (0u32..4096).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(&rom, bytes).expect("write");
+    let o = run(Command::new(bin("play")).arg(&model).arg("--rom").arg(&rom).arg("--headless"));
+    let err = assert_clean_failure(&o, "is not a usable Atari ROM");
+    assert!(err.contains("--allow-unknown-rom"), "{err}");
+}
+
+#[test]
+fn truncated_onnx_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), Algo::Ppo, "breakout", 1);
+    let bytes = std::fs::read(&model).expect("read");
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).expect("truncate");
+    let o = run(Command::new(bin("play")).arg(&model).args(["--rom", "breakout", "--headless"]));
+    assert_clean_failure(&o, "cannot be used");
+}
+
+#[test]
+fn action_count_mismatch_is_refused() {
+    // A Breakout-labelled model with Pong's 6 actions: Breakout's minimal action set has 4.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rom = cartridge_tests::rom("breakout");
+    let mut meta = cartridge_export::Metadata::new(Algo::Ppo, "breakout", rom.md5, vec![0, 1, 3, 4, 11, 12]);
+    meta.seed = 1;
+    let ckpt = cartridge_export::Checkpoint::random(meta).expect("ckpt");
+    let model = dir.path().join("six.onnx");
+    cartridge_export::write_onnx(&ckpt, &[], &model).expect("write");
+    let o = run(Command::new(bin("play")).arg(&model).args(["--rom", "breakout", "--headless"]));
+    let err = assert_clean_failure(&o, "the model has 6 actions but breakout's minimal action set has 4");
+    assert!(err.contains("does not match"), "{err}");
+}
+
+#[test]
+fn pong_model_on_breakout_rom_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), Algo::Ppo, "pong", 1);
+    let o = run(Command::new(bin("play")).arg(&model).args(["--rom", "breakout", "--headless"]));
+    assert_clean_failure(&o, "the model was trained on 'pong', not 'breakout'; play it with `--rom pong`");
+}
+
+#[test]
+fn no_onnx_runtime_names_every_place_searched() {
+    // A copy of the binary outside the project, no python3 on PATH, no ORT_DYLIB_PATH; the ROM
+    // is given by path so only the runtime is missing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let play = dir.path().join("play");
+    std::fs::copy(bin("play"), &play).expect("copy play");
+    let model = random_model(dir.path(), Algo::Ppo, "breakout", 1);
+    let rom = cartridge_tests::rom("breakout").path;
+    let o = run(Command::new(&play)
+        .current_dir(dir.path())
+        .env("PATH", dir.path())
+        .env_remove("ORT_DYLIB_PATH")
+        .arg(&model).arg("--rom").arg(&rom).arg("--headless"));
+    let err = assert_clean_failure(&o, "no ONNX Runtime library (libonnxruntime.so) found; searched:");
+    assert!(err.contains("$ORT_DYLIB_PATH (unset)"), "{err}");
+    assert!(err.contains("/usr/lib"), "{err}");
+    assert!(err.contains("pip install onnxruntime==1.31.1"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    let o = run(Command::new(bin("play")).args(["m.onnx", "--rom", "breakout", "--sticky", "1.5", "--headless"]));
+    assert_clean_failure(&o, "--sticky must be in [0, 1)");
+    let o = run(Command::new(bin("play")).args(["m.onnx", "--rom", "breakout", "--scale", "3", "--headless"]));
+    assert_clean_failure(&o, "--scale 3 is not supported");
+}
