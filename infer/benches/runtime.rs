@@ -15,7 +15,9 @@ use std::hint::black_box;
 use cartridge_export::{Algo, Checkpoint, Metadata};
 use cartridge_infer::ale::{Emulator, EmulatorConfig, RGB_LEN};
 use cartridge_infer::policy::{ModelOverrides, Policy};
-use cartridge_infer::preprocess::{max_pool, rgb_to_gray, AreaResize, AtariConfig, AtariEnv, FrameStack, FRAME_LEN};
+use cartridge_infer::preprocess::{
+    max_pool, rgb_to_gray, AreaResize, AtariConfig, AtariEnv, FrameStack, FRAME_LEN,
+};
 use cartridge_infer::rom::{Rom, RomSearch};
 use cartridge_infer::select::{ActionSelector, Selection};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -30,7 +32,8 @@ fn setup() -> (Rom, tempfile::TempDir, std::path::PathBuf) {
     meta.seed = 1;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.onnx");
-    cartridge_export::write_onnx(&Checkpoint::random(meta).expect("ckpt"), &[], &path).expect("onnx");
+    cartridge_export::write_onnx(&Checkpoint::random(meta).expect("ckpt"), &[], &path)
+        .expect("onnx");
     (rom, dir, path)
 }
 
@@ -46,9 +49,22 @@ fn benches(c: &mut Criterion) {
     emu.screen_rgb(&mut a);
     emu.act(3);
     emu.screen_rgb(&mut b);
-    let (mut pooled, mut gray, mut frame) = (vec![0u8; RGB_LEN], vec![0u8; RGB_LEN / 3], vec![0u8; FRAME_LEN]);
-    let resize = AreaResize::atari();
+    let (mut pooled, mut gray, mut frame) = (
+        vec![0u8; RGB_LEN],
+        vec![0u8; RGB_LEN / 3],
+        vec![0u8; FRAME_LEN],
+    );
+    let mut resize = AreaResize::atari();
     let mut stack = FrameStack::new(4);
+    c.bench_function("preprocess/max_pool", |bench| {
+        bench.iter(|| max_pool(black_box(&a), &b, &mut pooled))
+    });
+    c.bench_function("preprocess/gray", |bench| {
+        bench.iter(|| rgb_to_gray(black_box(&pooled), &mut gray))
+    });
+    c.bench_function("preprocess/resize", |bench| {
+        bench.iter(|| resize.apply(black_box(&gray), &mut frame))
+    });
     c.bench_function("preprocess/agent_step", |bench| {
         bench.iter(|| {
             max_pool(&a, &b, &mut pooled);

@@ -296,19 +296,25 @@ impl Policy {
 
     /// Runs the network on a batch `[batch, 4, 84, 84]` u8 and returns every output as
     /// `(name, shape, values)`, in the model's output order.
-    pub fn forward(&mut self, obs: &[u8], batch: usize) -> Result<Vec<(String, Vec<i64>, Vec<f32>)>> {
+    pub fn forward(
+        &mut self,
+        obs: &[u8],
+        batch: usize,
+    ) -> Result<Vec<(String, Vec<i64>, Vec<f32>)>> {
         let run_err = |e: ort::Error| Error::Inference(e.to_string());
         let shape = [batch, self.info.frame_stack, 84, 84];
         let floats: Vec<f32>;
         let outputs = match self.info.input {
             InputType::U8 => {
                 let t = TensorRef::from_array_view((shape, obs)).map_err(run_err)?;
-                self.session.run(ort::inputs![self.info.input_name.as_str() => t])
+                self.session
+                    .run(ort::inputs![self.info.input_name.as_str() => t])
             }
             InputType::F32 => {
                 floats = obs.iter().map(|&v| v as f32).collect();
                 let t = TensorRef::from_array_view((shape, floats.as_slice())).map_err(run_err)?;
-                self.session.run(ort::inputs![self.info.input_name.as_str() => t])
+                self.session
+                    .run(ort::inputs![self.info.input_name.as_str() => t])
             }
         }
         .map_err(run_err)?;
@@ -377,10 +383,12 @@ fn inspect(
     let input_type = match ty {
         TensorElementType::Uint8 => InputType::U8,
         TensorElementType::Float32 => InputType::F32,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "input `{}` has element type {other:?}; expected uint8 (or float32 for foreign models)",
             input.name()
-        )),
+        ))
+        }
     };
     let dims_ok = shape.len() == 4 && shape[2..] == [84, 84] && shape[1] > 0;
     if !dims_ok {

@@ -49,11 +49,14 @@ pub fn max_pool(a: &[u8], b: &[u8], out: &mut [u8]) {
 
 /// Weights of one axis of OpenCV's `INTER_AREA` downscale (`computeResizeAreaTab` in
 /// `imgproc/src/resize.cpp`): for each destination index, the source indices it covers and
-/// the fraction of the destination cell each covers (summing to 1).
+/// the fraction of the destination cell each covers (summing to 1), in increasing source
+/// order (OpenCV's summation order, which decides rounding ties).
 #[derive(Debug, Clone)]
 struct AreaAxis {
-    /// `(dst, src, weight)` in increasing `dst`, then `src` order.
-    taps: Vec<(usize, usize, f32)>,
+    /// Taps of destination `d` are `taps[starts[d]..starts[d + 1]]`.
+    starts: Vec<usize>,
+    /// `(src, weight)`.
+    taps: Vec<(usize, f32)>,
 }
 
 impl AreaAxis {
@@ -61,6 +64,7 @@ impl AreaAxis {
         // Computed as OpenCV does (`scale = 1 / inv_scale`, `inv_scale = dst / src`): the last
         // bits decide the cell edges.
         let scale = 1.0 / (dst as f64 / src as f64);
+        let mut starts = vec![0];
         let mut taps = Vec::new();
         for d in 0..dst {
             let fs1 = d as f64 * scale;
@@ -70,29 +74,53 @@ impl AreaAxis {
             let s2 = (fs2.floor() as usize).min(src - 1);
             s1 = s1.min(s2);
             if s1 as f64 - fs1 > 1e-3 {
-                taps.push((d, s1 - 1, ((s1 as f64 - fs1) / cell) as f32));
+                taps.push((s1 - 1, ((s1 as f64 - fs1) / cell) as f32));
             }
             for s in s1..s2 {
-                taps.push((d, s, (1.0 / cell) as f32));
+                taps.push((s, (1.0 / cell) as f32));
             }
             if fs2 - s2 as f64 > 1e-3 {
-                taps.push((d, s2, ((fs2 - s2 as f64).min(1.0).min(cell) / cell) as f32));
+                taps.push((s2, ((fs2 - s2 as f64).min(1.0).min(cell) / cell) as f32));
             }
+            starts.push(taps.len());
         }
-        Self { taps }
+        Self { starts, taps }
+    }
+
+    fn taps_of(&self, d: usize) -> &[(usize, f32)] {
+        &self.taps[self.starts[d]..self.starts[d + 1]]
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
     }
 }
 
+/// Round half to even for `0 <= x < 2^22` without SSE4.1's `roundss`: adding and removing
+/// 2^23 leaves the float unit's default round-to-nearest-even rounding.
+#[inline]
+fn round_half_even(x: f32) -> f32 {
+    const MAGIC: f32 = 8_388_608.0;
+    (x + MAGIC) - MAGIC
+}
+
 /// WarpFrame's resize: gray `[src_h, src_w]` -> `[dst_h, dst_w]` with OpenCV `INTER_AREA`
-/// semantics (area-weighted mean, rounded to nearest). Tables are built once.
+/// semantics (area-weighted mean, rounded half to even as `saturate_cast<uchar>`). Tables and
+/// the scratch buffer are built once.
 #[derive(Debug, Clone)]
 pub struct AreaResize {
+    src_h: usize,
     src_w: usize,
-    dst_w: usize,
-    dst_h: usize,
     xs: AreaAxis,
     ys: AreaAxis,
+    /// `xs` padded to [`X_TAPS`] taps per destination column, when every column fits.
+    xfixed: Vec<([u16; X_TAPS], [f32; X_TAPS])>,
+    /// Horizontally resized source rows, `[src_h, dst_w]`.
+    rows: Vec<f32>,
 }
+
+/// Horizontal taps per destination pixel after padding; 160 -> 84 needs at most 3.
+const X_TAPS: usize = 3;
 
 impl AreaResize {
     /// A resize from `src_h x src_w` to `dst_h x dst_w` (a downscale on both axes).
@@ -101,12 +129,34 @@ impl AreaResize {
             dst_h <= src_h && dst_w <= src_w,
             "INTER_AREA here only downscales"
         );
+        assert!(
+            src_w <= 512 && dst_w <= 256,
+            "row buffers hold 512 source, 256 output pixels"
+        );
+        let xs = AreaAxis::new(src_w, dst_w);
+        let xfixed = (0..dst_w)
+            .map(|d| {
+                let taps = xs.taps_of(d);
+                assert!(
+                    taps.len() <= X_TAPS,
+                    "more than {X_TAPS} taps: scale too large"
+                );
+                let mut idx = [taps[0].0 as u16; X_TAPS];
+                let mut w = [0f32; X_TAPS];
+                for (k, &(sx, wx)) in taps.iter().enumerate() {
+                    idx[k] = sx as u16;
+                    w[k] = wx;
+                }
+                (idx, w)
+            })
+            .collect();
         Self {
+            src_h,
             src_w,
-            dst_w,
-            dst_h,
-            xs: AreaAxis::new(src_w, dst_w),
+            xfixed,
+            xs,
             ys: AreaAxis::new(src_h, dst_h),
+            rows: vec![0.0; src_h * dst_w],
         }
     }
 
@@ -115,34 +165,43 @@ impl AreaResize {
         Self::new(SCREEN_HEIGHT, SCREEN_WIDTH, FRAME_SIZE, FRAME_SIZE)
     }
 
-    /// Resizes `src` (`[src_h, src_w]`) into `dst` (`[dst_h, dst_w]`).
-    pub fn apply(&self, src: &[u8], dst: &mut [u8]) {
-        assert_eq!(dst.len(), self.dst_h * self.dst_w);
-        let mut row = vec![0f32; self.dst_w];
-        let mut acc = vec![0f32; self.dst_w];
-        let mut taps = self.ys.taps.iter().peekable();
-        for dy in 0..self.dst_h {
+    /// Resizes `src` (`[src_h, src_w]`) into `dst` (`[dst_h, dst_w]`); panics on wrong lengths.
+    pub fn apply(&mut self, src: &[u8], dst: &mut [u8]) {
+        let (dst_w, dst_h) = (self.xs.len(), self.ys.len());
+        assert_eq!(src.len(), self.src_h * self.src_w);
+        assert_eq!(dst.len(), dst_h * dst_w);
+        // Horizontal pass, once per source row (OpenCV sums the same products per row).
+        // Taps are padded to a fixed count with weight 0, which leaves each sum unchanged.
+        let mut srcf = [0f32; 512];
+        let srcf = &mut srcf[..self.src_w];
+        for (src_row, out) in src
+            .chunks_exact(self.src_w)
+            .zip(self.rows.chunks_exact_mut(dst_w))
+        {
+            for (f, &v) in srcf.iter_mut().zip(src_row) {
+                *f = v as f32;
+            }
+            for (o, (idx, w)) in out.iter_mut().zip(&self.xfixed) {
+                let mut acc = 0.0f32;
+                for k in 0..X_TAPS {
+                    acc += srcf[idx[k] as usize] * w[k];
+                }
+                *o = acc;
+            }
+        }
+        // Vertical pass over the resized rows, in OpenCV's order.
+        let mut acc = [0f32; 256];
+        let acc = &mut acc[..dst_w];
+        for (dy, out) in dst.chunks_exact_mut(dst_w).enumerate() {
             acc.fill(0.0);
-            while let Some(&&(d, sy, wy)) = taps.peek() {
-                if d != dy {
-                    break;
-                }
-                taps.next();
-                row.fill(0.0);
-                let src_row = &src[sy * self.src_w..(sy + 1) * self.src_w];
-                for &(dx, sx, wx) in &self.xs.taps {
-                    row[dx] += src_row[sx] as f32 * wx;
-                }
-                for (a, r) in acc.iter_mut().zip(&row) {
+            for &(sy, wy) in self.ys.taps_of(dy) {
+                let row = &self.rows[sy * dst_w..(sy + 1) * dst_w];
+                for (a, r) in acc.iter_mut().zip(row) {
                     *a += r * wy;
                 }
             }
-            for (o, a) in dst[dy * self.dst_w..(dy + 1) * self.dst_w]
-                .iter_mut()
-                .zip(&acc)
-            {
-                // OpenCV's saturate_cast<uchar>(float) rounds half to even (cvRound).
-                *o = a.round_ties_even().clamp(0.0, 255.0) as u8;
+            for (o, a) in out.iter_mut().zip(acc.iter()) {
+                *o = round_half_even(a.clamp(0.0, 255.0)) as u8;
             }
         }
     }
@@ -471,7 +530,7 @@ mod tests {
         assert_eq!(gray_pixel(255, 0, 0), 76); // 2498490+16384 = 2514874 >> 15 = 76 (0.299*255 = 76.2)
         assert_eq!(gray_pixel(0, 255, 0), 150); // 4904925+16384 = 4921309 >> 15 = 150 (0.587*255 = 149.7)
         assert_eq!(gray_pixel(0, 0, 255), 29); // 952425+16384 = 968809 >> 15 = 29 (0.114*255 = 29.07)
-        // Breakout's red brick (200, 72, 72): 1959600+1384920+268920+16384 = 3629824 >> 15 = 110.
+                                               // Breakout's red brick (200, 72, 72): 1959600+1384920+268920+16384 = 3629824 >> 15 = 110.
         assert_eq!(gray_pixel(200, 72, 72), 110);
         // Rounding up: 9798+4135525+16384 = 4161707 >> 15 = 127 (127.006); a 14-bit table
         // (4899, 9617, 1868) would give 126 here, which is not what cv2 returns.
@@ -521,18 +580,25 @@ mod tests {
     fn atari_resize_axis_weights() {
         // 210 -> 84 rows: scale 2.5, so row 0 takes src rows 0, 1 (0.4 each) and half of 2 (0.2).
         let ys = AreaAxis::new(210, 84);
-        let row0: Vec<_> = ys.taps.iter().filter(|t| t.0 == 0).collect();
+        let row0 = ys.taps_of(0);
         assert_eq!(row0.len(), 3);
-        assert_eq!((row0[0].1, row0[1].1, row0[2].1), (0, 1, 2));
-        assert!((row0[0].2 - 0.4).abs() < 1e-6 && (row0[2].2 - 0.2).abs() < 1e-6);
+        assert_eq!((row0[0].0, row0[1].0, row0[2].0), (0, 1, 2));
+        assert!((row0[0].1 - 0.4).abs() < 1e-6 && (row0[2].1 - 0.2).abs() < 1e-6);
         // Weights of every destination cell sum to 1.
         for axis in [ys, AreaAxis::new(160, 84)] {
-            let mut sums = [0f32; 84];
-            for &(d, _, w) in &axis.taps {
-                sums[d] += w;
+            for d in 0..84 {
+                let sum: f32 = axis.taps_of(d).iter().map(|t| t.1).sum();
+                assert!((sum - 1.0).abs() < 1e-5, "cell {d}: {sum}");
             }
-            assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
         }
+    }
+
+    #[test]
+    fn round_half_even_matches_opencv_cvround() {
+        assert_eq!(round_half_even(100.5), 100.0);
+        assert_eq!(round_half_even(101.5), 102.0);
+        assert_eq!(round_half_even(254.75), 255.0);
+        assert_eq!(round_half_even(0.49), 0.0);
     }
 
     #[test]

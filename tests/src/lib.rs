@@ -69,11 +69,11 @@ pub fn assert_clean_failure(o: &Output, needle: &str) -> String {
         o.status
     );
     assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
     assert!(
-        err.contains(needle),
-        "stderr lacks {needle:?}:\n{err}"
+        err.starts_with("error: ") || err.contains("\nerror: "),
+        "no `error:` line: {err}"
     );
-    assert!(err.starts_with("error: ") || err.contains("\nerror: "), "no `error:` line: {err}");
     err
 }
 
@@ -109,7 +109,14 @@ pub fn random_model(dir: &Path, algo: Algo, game: &str, seed: u64) -> PathBuf {
 /// Parses the last stdout line of `play` as JSON.
 pub fn summary(o: &Output) -> serde_json::Value {
     let (out, err) = texts(o);
-    assert!(o.status.success(), "play failed: {:?}\nstdout: {out}\nstderr: {err}", o.status);
-    let last = out.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {err}"));
+    assert!(
+        o.status.success(),
+        "play failed: {:?}\nstdout: {out}\nstderr: {err}",
+        o.status
+    );
+    let last = out
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no stdout; stderr: {err}"));
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
 }

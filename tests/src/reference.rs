@@ -95,7 +95,7 @@ pub fn conv2d(
             let (i, j) = (p / ow, p % ow);
             x[[s, ci, i * stride + ki, j * stride + kj]]
         });
-        let y = w2.dot(&cols) + &bias;
+        let y = w2.dot(&cols) + bias;
         out.index_axis_mut(Axis(0), s).assign(
             &y.into_shape_with_order((o, oh, ow))
                 .expect("[O, OH*OW] reshapes to [O, OH, OW]"),
@@ -106,8 +106,12 @@ pub fn conv2d(
 
 /// PyTorch `Linear`: `x` `[N, in]`, `w` `[out, in]`, `b` `[out]` -> `x w^T + b`, `[N, out]`.
 pub fn linear(x: ArrayView2<f32>, w: ArrayView2<f32>, b: ArrayView1<f32>) -> Array2<f32> {
-    assert_eq!(x.ncols(), w.ncols(), "linear input width vs weight [out, in]");
-    x.dot(&w.t()) + &b
+    assert_eq!(
+        x.ncols(),
+        w.ncols(),
+        "linear input width vs weight [out, in]"
+    );
+    x.dot(&w.t()) + b
 }
 
 /// In-place `max(x, 0)`.
@@ -231,7 +235,7 @@ mod tests {
         set(&mut t, "network.7.weight", 248, 1.0); // feature 0 = 5
         set(&mut t, "network.7.bias", 1, -2.0); // feature 1 = relu(-2) = 0
         set(&mut t, "network.7.bias", 2, 0.5); // feature 2 = 0.5
-        // logits = [f0, f2, f1] + [0, 0, 0.25] = [5, 0.5, 0.25]; value = 2 f0 - 4 f2 = 8
+                                               // logits = [f0, f2, f1] + [0, 0, 0.25] = [5, 0.5, 0.25]; value = 2 f0 - 4 f2 = 8
         set(&mut t, "actor.weight", 0, 1.0);
         set(&mut t, "actor.weight", 512 + 2, 1.0);
         set(&mut t, "actor.weight", 2 * 512 + 1, 1.0);

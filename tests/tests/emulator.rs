@@ -4,7 +4,8 @@ use cartridge_infer::ale::{Emulator, EmulatorConfig, RGB_LEN};
 use cartridge_tests::rom;
 
 fn frames(seed: u32, steps: usize) -> Vec<u8> {
-    let mut emu = Emulator::new(&rom("breakout"), EmulatorConfig { seed, sticky: 0.25 }).expect("emu");
+    let mut emu =
+        Emulator::new(&rom("breakout"), EmulatorConfig { seed, sticky: 0.25 }).expect("emu");
     let mut screen = vec![0u8; RGB_LEN];
     let mut all = Vec::new();
     for i in 0..steps {
@@ -43,9 +44,23 @@ fn same_seed_same_frames_across_threads() {
 #[test]
 fn zero_seed_and_bad_sticky_are_refused() {
     let r = rom("breakout");
-    let e = Emulator::new(&r, EmulatorConfig { seed: 0, sticky: 0.0 }).expect_err("seed 0");
+    let e = Emulator::new(
+        &r,
+        EmulatorConfig {
+            seed: 0,
+            sticky: 0.0,
+        },
+    )
+    .expect_err("seed 0");
     assert!(e.to_string().contains("non-zero seed"), "{e}");
-    let e = Emulator::new(&r, EmulatorConfig { seed: 1, sticky: 1.0 }).expect_err("sticky 1");
+    let e = Emulator::new(
+        &r,
+        EmulatorConfig {
+            seed: 1,
+            sticky: 1.0,
+        },
+    )
+    .expect_err("sticky 1");
     assert!(e.to_string().contains("[0, 1)"), "{e}");
 }
 
@@ -53,13 +68,28 @@ fn zero_seed_and_bad_sticky_are_refused() {
 fn infer_does_not_depend_on_libtorch() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["tree", "-p", "cartridge-infer", "-e", "normal,build", "--prefix", "none", "--offline"])
+        .args([
+            "tree",
+            "-p",
+            "cartridge-infer",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
         .current_dir(cartridge_tests::root())
         .output()
         .expect("cargo tree");
     let tree = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && tree.contains("ort v"), "cargo tree failed: {tree}");
+    assert!(
+        out.status.success() && tree.contains("ort v"),
+        "cargo tree failed: {tree}"
+    );
     for banned in ["tch v", "torch-sys v"] {
-        assert!(!tree.contains(banned), "cartridge-infer depends on {banned}");
+        assert!(
+            !tree.contains(banned),
+            "cartridge-infer depends on {banned}"
+        );
     }
 }

@@ -10,15 +10,34 @@ fn init_random_then_convert_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let onnx = dir.path().join("r.onnx");
     let ckpt = dir.path().join("r.safetensors");
-    let o = run(Command::new(bin("export")).args([
-        "--init", "random", "--algo", "dqn", "--game", "pong", "--actions", "0,1,3,4,11,12",
-        "--rom-md5", "60e0ea3cbe0913d39803477945e9e5ec", "--seed", "7",
-    ]).arg("-o").arg(&onnx).arg("--checkpoint-out").arg(&ckpt));
+    let o = run(Command::new(bin("export"))
+        .args([
+            "--init",
+            "random",
+            "--algo",
+            "dqn",
+            "--game",
+            "pong",
+            "--actions",
+            "0,1,3,4,11,12",
+            "--rom-md5",
+            "60e0ea3cbe0913d39803477945e9e5ec",
+            "--seed",
+            "7",
+        ])
+        .arg("-o")
+        .arg(&onnx)
+        .arg("--checkpoint-out")
+        .arg(&ckpt));
     let (out, err) = texts(&o);
     assert!(o.status.success(), "{out}\n{err}");
     let bytes = std::fs::read(&onnx).expect("onnx written");
     let meta = cartridge_export::read_metadata_props(&bytes).expect("metadata");
-    let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        meta.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(get("cartridge.algo"), Some("dqn"));
     assert_eq!(get("cartridge.game"), Some("pong"));
     assert_eq!(get("cartridge.actions"), Some("0,1,3,4,11,12"));
@@ -26,7 +45,11 @@ fn init_random_then_convert_checkpoint() {
 
     // The checkpoint converts to the same bytes.
     let again = dir.path().join("again.onnx");
-    let o = run(Command::new(bin("export")).arg("--onnx").arg(&ckpt).arg("-o").arg(&again));
+    let o = run(Command::new(bin("export"))
+        .arg("--onnx")
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(&again));
     assert!(o.status.success(), "{:?}", texts(&o));
     assert_eq!(std::fs::read(&again).expect("read"), bytes);
 }
@@ -35,20 +58,32 @@ fn init_random_then_convert_checkpoint() {
 fn corrupt_checkpoint_is_refused_and_nothing_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ckpt = dir.path().join("bad.safetensors");
-    let good = random_checkpoint(Algo::Ppo, "breakout", 1).to_bytes().expect("bytes");
+    let good = random_checkpoint(Algo::Ppo, "breakout", 1)
+        .to_bytes()
+        .expect("bytes");
     std::fs::write(&ckpt, &good[..good.len() / 3]).expect("write");
     let out = dir.path().join("m.onnx");
-    let o = run(Command::new(bin("export")).arg("--onnx").arg(&ckpt).arg("-o").arg(&out));
+    let o = run(Command::new(bin("export"))
+        .arg("--onnx")
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(&out));
     assert_clean_failure(&o, "bad.safetensors");
     assert!(!out.exists(), "a partial model was left behind");
-    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1, "temporary files left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "temporary files left"
+    );
 }
 
 #[test]
 fn random_init_without_actions_says_what_is_missing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let o = run(Command::new(bin("export"))
-        .args(["--init", "random", "--algo", "ppo", "--game", "breakout", "-o"])
+        .args([
+            "--init", "random", "--algo", "ppo", "--game", "breakout", "-o",
+        ])
         .arg(dir.path().join("x.onnx")));
     assert_clean_failure(&o, "--actions");
 }

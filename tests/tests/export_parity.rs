@@ -21,7 +21,9 @@ fn parity(algo: Algo, game: &str) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
     let obs = Array4::from_shape_fn((batch, 4, 84, 84), |_| rng.random::<u8>());
     let (main, value) = reference::forward(&ckpt.tensors, algo, obs.view());
-    let outs = policy.forward(obs.as_slice().expect("contiguous"), batch).expect("forward");
+    let outs = policy
+        .forward(obs.as_slice().expect("contiguous"), batch)
+        .expect("forward");
 
     let names: Vec<&str> = outs.iter().map(|o| o.0.as_str()).collect();
     let want: &[&str] = match algo {
@@ -32,17 +34,27 @@ fn parity(algo: Algo, game: &str) {
     let a = ckpt.meta.actions.len() as i64;
     assert_eq!(outs[0].1, vec![batch as i64, a]);
     let max_diff = |x: &[f32], y: &[f32]| {
-        x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max)
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
     };
     let d = max_diff(&outs[0].2, main.as_slice().expect("contiguous"));
-    assert!(d < 1e-4, "{algo:?} {} max |ORT - reference| = {d}", outs[0].0);
+    assert!(
+        d < 1e-4,
+        "{algo:?} {} max |ORT - reference| = {d}",
+        outs[0].0
+    );
     if let Some(v) = value {
         assert_eq!(outs[1].1, vec![batch as i64, 1]);
         let d = max_diff(&outs[1].2, v.as_slice().expect("contiguous"));
         assert!(d < 1e-4, "value max |ORT - reference| = {d}");
     }
     // Random inputs give distinct outputs per row: the batch dimension is real.
-    assert_ne!(outs[0].2[..a as usize], outs[0].2[a as usize..2 * a as usize]);
+    assert_ne!(
+        outs[0].2[..a as usize],
+        outs[0].2[a as usize..2 * a as usize]
+    );
 }
 
 #[test]
@@ -59,7 +71,11 @@ fn dqn_onnx_matches_reference_forward() {
 fn onnx_checker_accepts_exported_models() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut paths = Vec::new();
-    for (algo, game) in [(Algo::Ppo, "breakout"), (Algo::Dqn, "breakout"), (Algo::Ppo, "pong")] {
+    for (algo, game) in [
+        (Algo::Ppo, "breakout"),
+        (Algo::Dqn, "breakout"),
+        (Algo::Ppo, "pong"),
+    ] {
         let ckpt = random_checkpoint(algo, game, 2);
         let p = dir.path().join(format!("{game}-{}.onnx", algo.as_str()));
         let extra = [("cartridge.eval_episodes".to_string(), "30".to_string())];
@@ -83,8 +99,15 @@ for p in sys.argv[1:]:
     assert meta["cartridge.eval_episodes"] == "30"
     print("ok", p)
 "#;
-    let o = run(Command::new(venv_python()).arg("-c").arg(script).args(&paths));
+    let o = run(Command::new(venv_python())
+        .arg("-c")
+        .arg(script)
+        .args(&paths));
     let (out, err) = texts(&o);
     assert!(o.status.success(), "onnx.checker failed:\n{out}\n{err}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 3, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        3,
+        "{out}"
+    );
 }

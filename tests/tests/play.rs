@@ -9,9 +9,15 @@ use cartridge_tests::{assert_clean_failure, bin, random_model, run, summary};
 fn play_one_episode(game: &str, algo: Algo, max_score: f64, min_score: f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = random_model(dir.path(), algo, game, 3);
-    let out = run(Command::new(bin("play"))
-        .arg(&model)
-        .args(["--rom", game, "--headless", "--episodes", "1", "--seed", "5"]));
+    let out = run(Command::new(bin("play")).arg(&model).args([
+        "--rom",
+        game,
+        "--headless",
+        "--episodes",
+        "1",
+        "--seed",
+        "5",
+    ]));
     let s = summary(&out);
     assert_eq!(s["game"], game);
     assert_eq!(s["episodes"], 1);
@@ -19,19 +25,35 @@ fn play_one_episode(game: &str, algo: Algo, max_score: f64, min_score: f64) {
     let returns = s["returns"].as_array().expect("returns");
     assert_eq!(returns.len(), 1);
     let score = returns[0].as_f64().expect("score");
-    assert!((min_score..=max_score).contains(&score), "{game} score {score}");
+    assert!(
+        (min_score..=max_score).contains(&score),
+        "{game} score {score}"
+    );
     assert_eq!(s["mean_return"].as_f64(), Some(score));
     // A full game takes hundreds of agent steps; the frame count is a multiple-of-1 total.
     let frames = s["frames"].as_u64().expect("frames");
     assert!(frames > 100 && frames <= 108_000, "frames {frames}");
-    for key in ["wall_s", "emulator_fps", "decision_ms_p50", "decision_ms_p99"] {
-        let v = s[key].as_f64().unwrap_or_else(|| panic!("{key} missing: {s}"));
+    for key in [
+        "wall_s",
+        "emulator_fps",
+        "decision_ms_p50",
+        "decision_ms_p99",
+    ] {
+        let v = s[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {s}"));
         assert!(v > 0.0, "{key} = {v}");
     }
     assert!(s["decision_ms_p99"].as_f64() >= s["decision_ms_p50"].as_f64());
     // One line per episode before the JSON line.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.lines().next().is_some_and(|l| l.starts_with("episode 1: score ")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("episode 1: score ")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -52,7 +74,13 @@ fn same_seed_same_game() {
     let model = random_model(dir.path(), Algo::Ppo, "breakout", 4);
     let go = |seed: &str| {
         let o = run(Command::new(bin("play")).arg(&model).args([
-            "--rom", "breakout", "--headless", "--episodes", "2", "--seed", seed,
+            "--rom",
+            "breakout",
+            "--headless",
+            "--episodes",
+            "2",
+            "--seed",
+            seed,
         ]));
         let s = summary(&o);
         (s["returns"].clone(), s["frames"].clone())
@@ -65,9 +93,19 @@ fn record_writes_an_animated_gif() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = random_model(dir.path(), Algo::Ppo, "breakout", 5);
     let gif = dir.path().join("out.gif");
-    let o = run(Command::new(bin("play")).arg(&model).args([
-        "--rom", "breakout", "--headless", "--episodes", "1", "--max-frames", "400",
-    ]).arg("--record").arg(&gif));
+    let o = run(Command::new(bin("play"))
+        .arg(&model)
+        .args([
+            "--rom",
+            "breakout",
+            "--headless",
+            "--episodes",
+            "1",
+            "--max-frames",
+            "400",
+        ])
+        .arg("--record")
+        .arg(&gif));
     let s = summary(&o);
     let bytes = std::fs::read(&gif).expect("gif written");
     assert_eq!(&bytes[..6], b"GIF89a");
@@ -78,15 +116,23 @@ fn record_writes_an_animated_gif() {
     assert!(frames > 50, "only {frames} GIF frames");
     assert_eq!(s["frames"].as_u64(), Some(400));
     // No temporary file left beside it.
-    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten()
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp")).collect();
+        .filter(|n| n.contains(".tmp"))
+        .collect();
     assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
 fn missing_rom_file_is_a_clear_error() {
-    let o = run(Command::new(bin("play")).args(["model.onnx", "--rom", "/nonexistent/breakout.bin", "--headless"]));
+    let o = run(Command::new(bin("play")).args([
+        "model.onnx",
+        "--rom",
+        "/nonexistent/breakout.bin",
+        "--headless",
+    ]));
     assert_clean_failure(&o, "not found");
 }
 
@@ -110,9 +156,15 @@ fn random_bytes_rom_is_refused_before_ale_sees_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = random_model(dir.path(), Algo::Ppo, "breakout", 1);
     let rom = dir.path().join("breakout.bin");
-    let bytes: Vec<u8> = (0u32..4096).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let bytes: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     std::fs::write(&rom, bytes).expect("write");
-    let o = run(Command::new(bin("play")).arg(&model).arg("--rom").arg(&rom).arg("--headless"));
+    let o = run(Command::new(bin("play"))
+        .arg(&model)
+        .arg("--rom")
+        .arg(&rom)
+        .arg("--headless"));
     let err = assert_clean_failure(&o, "is not a usable Atari ROM");
     assert!(err.contains("--allow-unknown-rom"), "{err}");
 }
@@ -123,7 +175,9 @@ fn truncated_onnx_is_refused() {
     let model = random_model(dir.path(), Algo::Ppo, "breakout", 1);
     let bytes = std::fs::read(&model).expect("read");
     std::fs::write(&model, &bytes[..bytes.len() / 2]).expect("truncate");
-    let o = run(Command::new(bin("play")).arg(&model).args(["--rom", "breakout", "--headless"]));
+    let o = run(Command::new(bin("play"))
+        .arg(&model)
+        .args(["--rom", "breakout", "--headless"]));
     assert_clean_failure(&o, "cannot be used");
 }
 
@@ -132,13 +186,19 @@ fn action_count_mismatch_is_refused() {
     // A Breakout-labelled model with Pong's 6 actions: Breakout's minimal action set has 4.
     let dir = tempfile::tempdir().expect("tempdir");
     let rom = cartridge_tests::rom("breakout");
-    let mut meta = cartridge_export::Metadata::new(Algo::Ppo, "breakout", rom.md5, vec![0, 1, 3, 4, 11, 12]);
+    let mut meta =
+        cartridge_export::Metadata::new(Algo::Ppo, "breakout", rom.md5, vec![0, 1, 3, 4, 11, 12]);
     meta.seed = 1;
     let ckpt = cartridge_export::Checkpoint::random(meta).expect("ckpt");
     let model = dir.path().join("six.onnx");
     cartridge_export::write_onnx(&ckpt, &[], &model).expect("write");
-    let o = run(Command::new(bin("play")).arg(&model).args(["--rom", "breakout", "--headless"]));
-    let err = assert_clean_failure(&o, "the model has 6 actions but breakout's minimal action set has 4");
+    let o = run(Command::new(bin("play"))
+        .arg(&model)
+        .args(["--rom", "breakout", "--headless"]));
+    let err = assert_clean_failure(
+        &o,
+        "the model has 6 actions but breakout's minimal action set has 4",
+    );
     assert!(err.contains("does not match"), "{err}");
 }
 
@@ -146,8 +206,13 @@ fn action_count_mismatch_is_refused() {
 fn pong_model_on_breakout_rom_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = random_model(dir.path(), Algo::Ppo, "pong", 1);
-    let o = run(Command::new(bin("play")).arg(&model).args(["--rom", "breakout", "--headless"]));
-    assert_clean_failure(&o, "the model was trained on 'pong', not 'breakout'; play it with `--rom pong`");
+    let o = run(Command::new(bin("play"))
+        .arg(&model)
+        .args(["--rom", "breakout", "--headless"]));
+    assert_clean_failure(
+        &o,
+        "the model was trained on 'pong', not 'breakout'; play it with `--rom pong`",
+    );
 }
 
 #[test]
@@ -163,8 +228,14 @@ fn no_onnx_runtime_names_every_place_searched() {
         .current_dir(dir.path())
         .env("PATH", dir.path())
         .env_remove("ORT_DYLIB_PATH")
-        .arg(&model).arg("--rom").arg(&rom).arg("--headless"));
-    let err = assert_clean_failure(&o, "no ONNX Runtime library (libonnxruntime.so) found; searched:");
+        .arg(&model)
+        .arg("--rom")
+        .arg(&rom)
+        .arg("--headless"));
+    let err = assert_clean_failure(
+        &o,
+        "no ONNX Runtime library (libonnxruntime.so) found; searched:",
+    );
     assert!(err.contains("$ORT_DYLIB_PATH (unset)"), "{err}");
     assert!(err.contains("/usr/lib"), "{err}");
     assert!(err.contains("pip install onnxruntime==1.31.1"), "{err}");
@@ -172,8 +243,22 @@ fn no_onnx_runtime_names_every_place_searched() {
 
 #[test]
 fn bad_flags_are_clear_errors() {
-    let o = run(Command::new(bin("play")).args(["m.onnx", "--rom", "breakout", "--sticky", "1.5", "--headless"]));
+    let o = run(Command::new(bin("play")).args([
+        "m.onnx",
+        "--rom",
+        "breakout",
+        "--sticky",
+        "1.5",
+        "--headless",
+    ]));
     assert_clean_failure(&o, "--sticky must be in [0, 1)");
-    let o = run(Command::new(bin("play")).args(["m.onnx", "--rom", "breakout", "--scale", "3", "--headless"]));
+    let o = run(Command::new(bin("play")).args([
+        "m.onnx",
+        "--rom",
+        "breakout",
+        "--scale",
+        "3",
+        "--headless",
+    ]));
     assert_clean_failure(&o, "--scale 3 is not supported");
 }

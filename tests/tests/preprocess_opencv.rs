@@ -5,7 +5,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use cartridge_infer::ale::{Emulator, EmulatorConfig, RGB_LEN};
-use cartridge_infer::preprocess::{rgb_to_gray, AreaResize, AtariConfig, AtariEnv, FRAME_LEN, OBS_LEN};
+use cartridge_infer::preprocess::{
+    rgb_to_gray, AreaResize, AtariConfig, AtariEnv, FRAME_LEN, OBS_LEN,
+};
 use cartridge_tests::{rom, venv_python};
 use rand::{Rng, SeedableRng};
 
@@ -24,9 +26,17 @@ sys.stdout.buffer.write(np.stack(out).tobytes())
         .stdout(Stdio::piped())
         .spawn()
         .expect("python");
-    child.stdin.take().expect("stdin").write_all(rgb).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(rgb)
+        .expect("write");
     let out = child.wait_with_output().expect("output");
-    assert!(out.status.success(), "cv2 failed (run `make test` to install opencv-python-headless)");
+    assert!(
+        out.status.success(),
+        "cv2 failed (run `make test` to install opencv-python-headless)"
+    );
     out.stdout
 }
 
@@ -35,7 +45,14 @@ fn warp_frame_equals_opencv_on_real_frames() {
     let mut rgb = Vec::new();
     let mut ours = Vec::new();
     for game in ["breakout", "pong"] {
-        let emu = Emulator::new(&rom(game), EmulatorConfig { seed: 3, sticky: 0.0 }).expect("emu");
+        let emu = Emulator::new(
+            &rom(game),
+            EmulatorConfig {
+                seed: 3,
+                sticky: 0.0,
+            },
+        )
+        .expect("emu");
         let mut env = AtariEnv::new(emu, AtariConfig::default(), 3);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         env.reset();
@@ -53,7 +70,12 @@ fn warp_frame_equals_opencv_on_real_frames() {
     let cv = opencv_warp(&rgb);
     assert_eq!(cv.len(), ours.len());
     let diff = cv.iter().zip(&ours).filter(|(a, b)| a != b).count();
-    assert_eq!(diff, 0, "{diff} of {} pixels differ from OpenCV", ours.len());
+    assert_eq!(
+        diff,
+        0,
+        "{diff} of {} pixels differ from OpenCV",
+        ours.len()
+    );
 }
 
 #[test]
@@ -61,7 +83,7 @@ fn warp_frame_equals_opencv_on_noise() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let frames = 8;
     let rgb: Vec<u8> = (0..frames * RGB_LEN).map(|_| rng.random()).collect();
-    let resize = AreaResize::atari();
+    let mut resize = AreaResize::atari();
     let mut ours = vec![0u8; frames * FRAME_LEN];
     let mut gray = vec![0u8; RGB_LEN / 3];
     for (f, out) in rgb.chunks(RGB_LEN).zip(ours.chunks_mut(FRAME_LEN)) {
@@ -69,10 +91,18 @@ fn warp_frame_equals_opencv_on_noise() {
         resize.apply(&gray, out);
     }
     let cv = opencv_warp(&rgb);
-    let max = cv.iter().zip(&ours).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
+    let max = cv
+        .iter()
+        .zip(&ours)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap_or(0);
     let diff = cv.iter().zip(&ours).filter(|(a, b)| a != b).count();
     // Gray is exact. On noise about 0.07% of resized pixels fall exactly on .5 in exact
     // arithmetic, where float summation order decides the rounding: allow off-by-one there
     // (real Atari frames, above, match exactly).
-    assert!(max <= 1 && diff * 500 <= ours.len(), "max diff {max}, {diff} pixels differ");
+    assert!(
+        max <= 1 && diff * 500 <= ours.len(),
+        "max diff {max}, {diff} pixels differ"
+    );
 }

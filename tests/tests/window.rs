@@ -24,7 +24,14 @@ fn start_xvfb() -> (Killed, String) {
             continue;
         }
         let child = Command::new("Xvfb")
-            .args([&format!(":{display}"), "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+            .args([
+                &format!(":{display}"),
+                "-screen",
+                "0",
+                "1024x768x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -59,7 +66,16 @@ fn window_shows_breakout_at_60_fps() {
     let model = random_model(dir.path(), Algo::Ppo, "breakout", 8);
     let play = Command::new(bin("play"))
         .arg(&model)
-        .args(["--rom", "breakout", "--episodes", "1", "--max-frames", "480", "--scale", "2"])
+        .args([
+            "--rom",
+            "breakout",
+            "--episodes",
+            "1",
+            "--max-frames",
+            "480",
+            "--scale",
+            "2",
+        ])
         .env("DISPLAY", &display)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -67,12 +83,18 @@ fn window_shows_breakout_at_60_fps() {
         .expect("spawn play");
     let mut play = Killed(play);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(play.0.try_wait().expect("wait").is_none(), "play exited early");
+    assert!(
+        play.0.try_wait().expect("wait").is_none(),
+        "play exited early"
+    );
 
     let shot = dir.path().join("shot.png");
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!("xwd -root -silent -display {display} | convert xwd:- png:{}", shot.display()))
+        .arg(format!(
+            "xwd -root -silent -display {display} | convert xwd:- png:{}",
+            shot.display()
+        ))
         .status()
         .expect("xwd/convert (x11-apps, imagemagick)");
     assert!(status.success(), "screenshot failed");
@@ -89,19 +111,32 @@ fn window_shows_breakout_at_60_fps() {
         }
     }
     // At scale 2 each brick row is 864 * 4 = 3456 pixels; a few bricks may be gone already.
-    assert!(counts.iter().all(|&c| c >= 2000), "brick colours on screen: {counts:?}");
-    assert!(non_black > 20_000, "screen nearly blank: {non_black} non-black pixels");
+    assert!(
+        counts.iter().all(|&c| c >= 2000),
+        "brick colours on screen: {counts:?}"
+    );
+    assert!(
+        non_black > 20_000,
+        "screen nearly blank: {non_black} non-black pixels"
+    );
 
     // 480 frames at 60 fps take 8 s; the summary reports the window's pace.
     let out = std::mem::replace(&mut play.0, Command::new("true").spawn().expect("true"))
         .wait_with_output()
         .expect("play output");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "play failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let s: serde_json::Value = serde_json::from_str(stdout.lines().last().expect("summary"))
-        .expect("json summary");
+    assert!(
+        out.status.success(),
+        "play failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("summary")).expect("json summary");
     assert_eq!(s["headless"], false);
     assert_eq!(s["frames"], 480);
     let fps = s["emulator_fps"].as_f64().expect("fps");
-    assert!((40.0..=62.0).contains(&fps), "window pace {fps} fps, expected about 60");
+    assert!(
+        (40.0..=62.0).contains(&fps),
+        "window pace {fps} fps, expected about 60"
+    );
 }

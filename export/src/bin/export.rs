@@ -1,0 +1,238 @@
+//! `export`: write a Cartridge ONNX model from a checkpoint, or from a random init.
+//!
+//! ```text
+//! export --onnx CKPT.safetensors -o MODEL.onnx [--meta KEY=VALUE ...]
+//! export --init random --algo ppo|dqn --game breakout --actions 0,1,3,4 --rom-md5 MD5 \
+//!        -o MODEL.onnx [--seed 1] [--checkpoint-out CKPT.safetensors] [--meta KEY=VALUE ...]
+//! ```
+//!
+//! Prints one line describing what was written; on failure prints `error: ...` to stderr
+//! and exits with status 1.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use cartridge_export::checkpoint::parse_actions;
+use cartridge_export::{to_onnx, write_atomic, Algo, Checkpoint, Metadata};
+use clap::{ArgGroup, Parser, ValueEnum};
+
+/// Command line as parsed, before any checks across arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "export",
+    version,
+    about = "Write a self-describing Cartridge ONNX model from a checkpoint or a random init",
+    group(ArgGroup::new("source").required(true).args(["onnx", "init"]))
+)]
+struct Args {
+    /// Convert this checkpoint (.safetensors written by `train`) to ONNX.
+    #[arg(long, value_name = "CKPT")]
+    onnx: Option<PathBuf>,
+
+    /// Write a freshly initialised network instead of converting a checkpoint.
+    #[arg(long, value_enum, value_name = "KIND")]
+    init: Option<InitKind>,
+
+    /// Where to write the ONNX model.
+    #[arg(short = 'o', long = "output", value_name = "MODEL.onnx")]
+    output: PathBuf,
+
+    /// Extra ONNX metadata (repeatable), e.g. `cartridge.eval_mean_return=401.2`.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    meta: Vec<String>,
+
+    /// With --init: the learner, which decides the network heads.
+    #[arg(long, value_enum, conflicts_with = "onnx")]
+    algo: Option<AlgoArg>,
+
+    /// With --init: the game (ROM file stem, e.g. `breakout`).
+    #[arg(long, conflicts_with = "onnx")]
+    game: Option<String>,
+
+    /// With --init: the game's minimal action set as ALE ids, e.g. `0,1,3,4`.
+    #[arg(long, value_name = "IDS", conflicts_with = "onnx")]
+    actions: Option<String>,
+
+    /// With --init: MD5 of the game's ROM (32 hex digits).
+    #[arg(long, value_name = "MD5", conflicts_with = "onnx")]
+    rom_md5: Option<String>,
+
+    /// With --init: seed of the random weights.
+    #[arg(long, default_value_t = 1, conflicts_with = "onnx")]
+    seed: u64,
+
+    /// With --init: also write the weights as a checkpoint here.
+    #[arg(long, value_name = "CKPT", conflicts_with = "onnx")]
+    checkpoint_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InitKind {
+    /// Orthogonal init as CleanRL's PPO (biases zero).
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AlgoArg {
+    Ppo,
+    Dqn,
+}
+
+impl From<AlgoArg> for Algo {
+    fn from(a: AlgoArg) -> Algo {
+        match a {
+            AlgoArg::Ppo => Algo::Ppo,
+            AlgoArg::Dqn => Algo::Dqn,
+        }
+    }
+}
+
+/// What to do, after every cross-argument check.
+#[derive(Debug)]
+struct Plan {
+    source: Source,
+    output: PathBuf,
+    extra_meta: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+enum Source {
+    /// Convert an existing checkpoint.
+    Checkpoint(PathBuf),
+    /// Random weights for this metadata, optionally saved as a checkpoint too.
+    Random {
+        meta: Metadata,
+        checkpoint_out: Option<PathBuf>,
+    },
+}
+
+impl Plan {
+    fn from_args(args: Args) -> anyhow::Result<Plan> {
+        let extra_meta = args
+            .meta
+            .iter()
+            .map(|kv| parse_meta(kv))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let source = match (args.onnx, args.init) {
+            (Some(ckpt), None) => {
+                if same_file(&ckpt, &args.output) {
+                    bail!(
+                        "-o {} would overwrite the checkpoint being converted; choose another \
+                         output path",
+                        args.output.display()
+                    );
+                }
+                Source::Checkpoint(ckpt)
+            }
+            (None, Some(InitKind::Random)) => {
+                let missing: Vec<&str> = [
+                    ("--algo", args.algo.is_none()),
+                    ("--game", args.game.is_none()),
+                    ("--actions", args.actions.is_none()),
+                    ("--rom-md5", args.rom_md5.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, absent)| absent.then_some(flag))
+                .collect();
+                let (Some(algo), Some(game), Some(actions), Some(rom_md5)) =
+                    (args.algo, args.game, args.actions, args.rom_md5)
+                else {
+                    bail!(
+                        "--init random requires {}: the learner (ppo|dqn), the game's ROM name, \
+                         its minimal action set as ALE ids (e.g. 0,1,3,4) and its ROM's MD5",
+                        missing.join(", ")
+                    );
+                };
+                let mut meta = Metadata::new(
+                    algo.into(),
+                    game,
+                    rom_md5.to_ascii_lowercase(),
+                    parse_actions(&actions).context("--actions")?,
+                );
+                meta.seed = args.seed;
+                meta.validate()?;
+                if let Some(ckpt) = &args.checkpoint_out {
+                    if same_file(ckpt, &args.output) {
+                        bail!("--checkpoint-out and -o name the same file; give two paths");
+                    }
+                }
+                Source::Random {
+                    meta,
+                    checkpoint_out: args.checkpoint_out,
+                }
+            }
+            // clap's required group makes exactly one of the two present.
+            _ => bail!("give exactly one of --onnx CKPT and --init random"),
+        };
+        Ok(Plan {
+            source,
+            output: args.output,
+            extra_meta,
+        })
+    }
+
+    /// Writes the files; returns the line to print.
+    fn execute(self) -> anyhow::Result<String> {
+        let (ckpt, ckpt_note) = match self.source {
+            Source::Checkpoint(path) => (Checkpoint::read(&path)?, String::new()),
+            Source::Random {
+                meta,
+                checkpoint_out,
+            } => {
+                let ckpt = Checkpoint::random(meta)?;
+                let note = match checkpoint_out {
+                    Some(path) => {
+                        let bytes = ckpt.to_bytes()?;
+                        write_atomic(&path, &bytes)?;
+                        format!(" and checkpoint {} ({} bytes)", path.display(), bytes.len())
+                    }
+                    None => String::new(),
+                };
+                (ckpt, note)
+            }
+        };
+        let bytes = to_onnx(&ckpt, &self.extra_meta)?;
+        write_atomic(&self.output, &bytes)?;
+        Ok(format!(
+            "wrote {} ({}, {}, {} actions, {} bytes){}",
+            self.output.display(),
+            ckpt.meta.algo,
+            ckpt.meta.game,
+            ckpt.meta.n_actions(),
+            bytes.len(),
+            ckpt_note
+        ))
+    }
+}
+
+fn parse_meta(kv: &str) -> anyhow::Result<(String, String)> {
+    match kv.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => bail!("--meta {kv:?}: expected KEY=VALUE with a non-empty KEY"),
+    }
+}
+
+/// Whether `a` and `b` name the same file (by path, or by identity when both exist).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let plan = Plan::from_args(Args::parse())?;
+    println!("{}", plan.execute()?);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Cartridge's exporter: training checkpoints (safetensors + metadata) to self-describing
+//! ONNX models, in pure Rust (no libtorch, no `protoc`).
+//!
+//! - [`arch`]: the Nature CNN's parameters (CleanRL names and shapes) and their
+//!   initialisation.
+//! - [`checkpoint`]: the checkpoint file (safetensors, F32, string metadata), read and
+//!   validated or written atomically.
+//! - [`onnx`]: the ONNX graph (u8 input `obs` `[batch, 4, 84, 84]`, outputs `logits` and
+//!   `value` or `q_values`, `cartridge.*` metadata).
+//!
+//! ```no_run
+//! # fn main() -> cartridge_export::Result<()> {
+//! let ckpt = cartridge_export::Checkpoint::read("runs/breakout/ckpt.safetensors")?;
+//! cartridge_export::write_onnx(&ckpt, &[], "breakout.onnx")?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod arch;
+pub mod checkpoint;
+mod error;
+mod fsio;
+pub mod onnx;
+mod tensor;
+
+pub use arch::{param_specs, random_init, Algo, ParamSpec};
+pub use checkpoint::{Checkpoint, Metadata};
+pub use error::{Error, Result};
+pub use fsio::write_atomic;
+pub use onnx::{read_metadata_props, to_onnx, write_onnx};
+pub use tensor::{Tensor, Tensors};
