@@ -188,6 +188,17 @@ pub struct Policy {
     scratch_f32: Vec<f32>,
 }
 
+/// One f32 output of a forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedOutput {
+    /// Output name (`logits`, `value`, `q_values`).
+    pub name: String,
+    /// Shape, e.g. `[batch, A]`.
+    pub shape: Vec<i64>,
+    /// Values, row-major.
+    pub values: Vec<f32>,
+}
+
 /// The raw outputs of one batch-1 decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -294,13 +305,9 @@ impl Policy {
         Ok(())
     }
 
-    /// Runs the network on a batch `[batch, 4, 84, 84]` u8 and returns every output as
-    /// `(name, shape, values)`, in the model's output order.
-    pub fn forward(
-        &mut self,
-        obs: &[u8],
-        batch: usize,
-    ) -> Result<Vec<(String, Vec<i64>, Vec<f32>)>> {
+    /// Runs the network on a batch `[batch, 4, 84, 84]` u8 and returns every output, in the
+    /// model's output order.
+    pub fn forward(&mut self, obs: &[u8], batch: usize) -> Result<Vec<NamedOutput>> {
         let run_err = |e: ort::Error| Error::Inference(e.to_string());
         let shape = [batch, self.info.frame_stack, 84, 84];
         let floats: Vec<f32>;
@@ -321,7 +328,11 @@ impl Policy {
         let mut out = Vec::new();
         for (name, value) in outputs.iter() {
             let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-            out.push((name.to_string(), shape.to_vec(), data.to_vec()));
+            out.push(NamedOutput {
+                name: name.to_string(),
+                shape: shape.to_vec(),
+                values: data.to_vec(),
+            });
         }
         Ok(out)
     }

@@ -25,35 +25,35 @@ fn parity(algo: Algo, game: &str) {
         .forward(obs.as_slice().expect("contiguous"), batch)
         .expect("forward");
 
-    let names: Vec<&str> = outs.iter().map(|o| o.0.as_str()).collect();
+    let names: Vec<&str> = outs.iter().map(|o| o.name.as_str()).collect();
     let want: &[&str] = match algo {
         Algo::Ppo => &["logits", "value"],
         Algo::Dqn => &["q_values"],
     };
     assert_eq!(names, want);
     let a = ckpt.meta.actions.len() as i64;
-    assert_eq!(outs[0].1, vec![batch as i64, a]);
+    assert_eq!(outs[0].shape, vec![batch as i64, a]);
     let max_diff = |x: &[f32], y: &[f32]| {
         x.iter()
             .zip(y)
             .map(|(p, q)| (p - q).abs())
             .fold(0f32, f32::max)
     };
-    let d = max_diff(&outs[0].2, main.as_slice().expect("contiguous"));
+    let d = max_diff(&outs[0].values, main.as_slice().expect("contiguous"));
     assert!(
         d < 1e-4,
         "{algo:?} {} max |ORT - reference| = {d}",
-        outs[0].0
+        outs[0].name
     );
     if let Some(v) = value {
-        assert_eq!(outs[1].1, vec![batch as i64, 1]);
-        let d = max_diff(&outs[1].2, v.as_slice().expect("contiguous"));
+        assert_eq!(outs[1].shape, vec![batch as i64, 1]);
+        let d = max_diff(&outs[1].values, v.as_slice().expect("contiguous"));
         assert!(d < 1e-4, "value max |ORT - reference| = {d}");
     }
     // Random inputs give distinct outputs per row: the batch dimension is real.
     assert_ne!(
-        outs[0].2[..a as usize],
-        outs[0].2[a as usize..2 * a as usize]
+        outs[0].values[..a as usize],
+        outs[0].values[a as usize..2 * a as usize]
     );
 }
 

@@ -262,3 +262,71 @@ fn bad_flags_are_clear_errors() {
     ]));
     assert_clean_failure(&o, "--scale 3 is not supported");
 }
+
+/// A CleanRL-style PyTorch export: f32 input taking raw 0..=255 pixels (the graph divides by
+/// 255), outputs `output0`, no metadata. Built with the `onnx` Python package.
+fn foreign_model(path: &std::path::Path, n_actions: usize) {
+    let script = r#"
+import sys, numpy as np, onnx
+from onnx import helper as h, numpy_helper as nh, TensorProto as T
+rng = np.random.default_rng(0)
+A = int(sys.argv[2])
+def w(name, shape, scale): return nh.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+inits = [w("c0", [32, 4, 8, 8], 0.05), w("c1", [64, 32, 4, 4], 0.05), w("c2", [64, 64, 3, 3], 0.05),
+         w("f", [512, 3136], 0.02), w("a", [A, 512], 0.01), nh.from_array(np.array(255, np.float32), "k")]
+nodes = [h.make_node("Div", ["input", "k"], ["x"]),
+         h.make_node("Conv", ["x", "c0"], ["y0"], strides=[4, 4]), h.make_node("Relu", ["y0"], ["r0"]),
+         h.make_node("Conv", ["r0", "c1"], ["y1"], strides=[2, 2]), h.make_node("Relu", ["y1"], ["r1"]),
+         h.make_node("Conv", ["r1", "c2"], ["y2"]), h.make_node("Relu", ["y2"], ["r2"]),
+         h.make_node("Flatten", ["r2"], ["fl"]), h.make_node("Gemm", ["fl", "f"], ["hd"], transB=1),
+         h.make_node("Relu", ["hd"], ["hr"]), h.make_node("Gemm", ["hr", "a"], ["output0"], transB=1)]
+g = h.make_graph(nodes, "cleanrl", [h.make_tensor_value_info("input", T.FLOAT, ["N", 4, 84, 84])],
+                 [h.make_tensor_value_info("output0", T.FLOAT, ["N", A])], inits)
+onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)], ir_version=8), sys.argv[1])
+"#;
+    let o = run(Command::new(cartridge_tests::venv_python())
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .arg(n_actions.to_string()));
+    assert!(o.status.success(), "{:?}", cartridge_tests::texts(&o));
+}
+
+#[test]
+fn foreign_f32_model_plays_with_explicit_algo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("cleanrl.onnx");
+    foreign_model(&model, 4);
+    let o = run(Command::new(bin("play"))
+        .arg(&model)
+        .args(["--rom", "breakout", "--headless"]));
+    assert_clean_failure(&o, "pass --algo ppo|dqn");
+    let o = run(Command::new(bin("play")).arg(&model).args([
+        "--rom",
+        "breakout",
+        "--headless",
+        "--algo",
+        "dqn",
+        "--max-frames",
+        "2000",
+    ]));
+    let s = summary(&o);
+    assert_eq!(s["algo"], "dqn");
+    assert_eq!(s["selection"], "epsilon_greedy(0.05)");
+    let frames = s["frames"].as_u64().expect("frames");
+    assert!(frames > 0 && frames <= 2000, "frames {frames}");
+    // The action count is still checked against the ROM without metadata.
+    let six = dir.path().join("six.onnx");
+    foreign_model(&six, 6);
+    let o = run(Command::new(bin("play")).arg(&six).args([
+        "--rom",
+        "breakout",
+        "--headless",
+        "--algo",
+        "ppo",
+    ]));
+    assert_clean_failure(
+        &o,
+        "the model has 6 actions but breakout's minimal action set has 4",
+    );
+}

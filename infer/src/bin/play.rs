@@ -20,7 +20,11 @@ use cartridge_infer::window::{display_available, GameWindow, WindowEvent};
 
 /// Play an ONNX Atari policy on a real ROM (ALE + ONNX Runtime).
 #[derive(Debug, Parser)]
-#[command(name = "play", version, about, long_about = None)]
+#[command(
+    name = "play",
+    version,
+    about = "Play an ONNX Atari policy on a real ROM (ALE + ONNX Runtime), in a window or headless"
+)]
 struct Args {
     /// The policy: an ONNX model with input `obs` u8 [batch, 4, 84, 84] (see README).
     #[arg(required_unless_present = "rom_info")]
