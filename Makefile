@@ -4,7 +4,8 @@
 #                then play Breakout (a window where there is a display, one headless episode
 #                where there is none).
 #   make test    the same set-up plus test tools (Xvfb, onnx, OpenCV), then the whole suite.
-#   make bench   criterion benchmarks of the runtime.
+#   make train   build `train` (installs torch 2.11.0 into .venv first).
+#   make bench   criterion benchmarks of the runtime, and `train ppo --bench`.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := play
@@ -19,8 +20,10 @@ GAME       ?= breakout
 # A trained model ships as models/<game>.onnx; until then a random-init one is generated.
 MODEL      ?= $(if $(wildcard models/$(GAME).onnx),models/$(GAME).onnx,target/models/$(GAME)-random.onnx)
 PLAY_ARGS  ?=
+# torch-sys builds against the torch of .venv: its python must come first on PATH.
+TORCH_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: play test bench deps test-deps venv build clean-models
+.PHONY: play test bench train deps test-deps venv build clean-models
 
 # --- set-up ------------------------------------------------------------------------------
 
@@ -47,6 +50,10 @@ $(VENV)/.stamp-test: $(VENV)/.stamp requirements-test.txt
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	@touch $@
 
+$(VENV)/.stamp-train: $(VENV)/.stamp requirements-train.txt
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-train.txt
+	@touch $@
+
 venv: $(VENV)/.stamp
 
 build: deps
@@ -65,12 +72,16 @@ play: build $(VENV)/.stamp
 	@$(MAKE) --no-print-directory $(MODEL)
 	$(RELEASE)/play $(MODEL) --rom $(GAME) $(PLAY_ARGS)
 
-test: test-deps $(VENV)/.stamp-test
-	cargo build --release --locked --workspace --bins
-	cargo test --release --locked --workspace
+train: deps $(VENV)/.stamp-train
+	$(TORCH_ENV) cargo build --release --locked -p cartridge-train
 
-bench: build $(VENV)/.stamp
-	cargo bench --locked -p cartridge-infer
+test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train
+	$(TORCH_ENV) cargo build --release --locked --workspace --bins
+	$(TORCH_ENV) cargo test --release --locked --workspace
+
+bench: build train
+	cargo bench --locked -p cartridge-infer --bench runtime
+	$(RELEASE)/train ppo --rom breakout --bench
 
 clean-models:
 	rm -rf target/models

@@ -1,0 +1,187 @@
+//! `train ppo` end to end on the real Breakout ROM, on the CPU: a short run that Ctrl-C
+//! interrupts (it must save and exit 0), a resume that finishes it (checkpoint, metrics.csv,
+//! episodes.jsonl, curve.png, model.onnx, eval.json), `play` on the exported model, and bad
+//! inputs refused cleanly.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cartridge_tests::{assert_clean_failure, bin, run, summary, texts};
+
+fn metrics_rows(dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect()
+}
+
+fn train_args(dir: &Path) -> Vec<String> {
+    [
+        "ppo",
+        "--rom",
+        "breakout",
+        "--total-timesteps",
+        "4096",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "128",
+        "--save-every",
+        "1024",
+        "--eval-episodes",
+        "1",
+        "--threads",
+        "2",
+        "--out",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain([dir.display().to_string()])
+    .collect()
+}
+
+#[test]
+fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("run");
+
+    // 1. Interrupt after a few iterations: it finishes the iteration, saves, exits 0.
+    let mut child = Command::new(bin("train"))
+        .args(train_args(&dir))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn train");
+    let t0 = Instant::now();
+    while metrics_rows(&dir).len() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no progress in metrics.csv"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "train exited early"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let out = child.wait_with_output().expect("wait");
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "Ctrl-C must exit 0\n{stdout}\n{stderr}"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("line")).expect("json");
+    assert_eq!(s["interrupted"], true);
+    let step = s["global_step"].as_u64().expect("step");
+    assert!(
+        (768..4096).contains(&step) && step % 256 == 0,
+        "interrupted at {step}"
+    );
+    let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).expect("latest");
+    assert_eq!(latest, format!("step-{step:012}"));
+    let ckpt = dir.join("checkpoints").join(&latest);
+    for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+        assert!(ckpt.join(f).is_file(), "{f} missing");
+    }
+    assert!(
+        !dir.join("model.onnx").exists(),
+        "an interrupted run exports nothing"
+    );
+    // The checkpoint is the DESIGN.md format: export converts it.
+    let onnx = tmp.path().join("mid.onnx");
+    let o = run(Command::new(bin("export"))
+        .arg("--onnx")
+        .arg(ckpt.join("model.safetensors"))
+        .arg("-o")
+        .arg(&onnx));
+    assert!(o.status.success(), "{:?}", texts(&o));
+
+    // 2. Resume: continues at the saved step and finishes the schedule.
+    let o = run(Command::new(bin("train"))
+        .args(["ppo", "--resume"])
+        .arg(&dir)
+        .args(["--eval-episodes", "1"]));
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "resume failed\n{stdout}\n{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("line")).expect("json");
+    assert_eq!(s["global_step"], 4096);
+    assert_eq!(s["interrupted"], false);
+    assert_eq!(s["eval_episodes"], 1);
+    let rows = metrics_rows(&dir);
+    assert_eq!(
+        rows,
+        (1..=16).map(|i| i * 256).collect::<Vec<u64>>(),
+        "one row per iteration"
+    );
+    for f in ["model.onnx", "eval.json", "curve.png", "episodes.jsonl"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let png = std::fs::read(dir.join("curve.png")).expect("png");
+    assert_eq!(&png[1..4], b"PNG");
+    let eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("eval.json")).expect("eval")).expect("json");
+    assert_eq!(eval["episodes"], 1);
+    let meta = cartridge_export::read_metadata_props(
+        &std::fs::read(dir.join("model.onnx")).expect("onnx"),
+    )
+    .expect("metadata");
+    let get = |k: &str| {
+        meta.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("cartridge.train_steps").as_deref(), Some("4096"));
+    assert_eq!(get("cartridge.eval_episodes").as_deref(), Some("1"));
+    assert!(get("cartridge.eval_mean_return").is_some());
+
+    // 3. play runs the exported model.
+    let o = run(Command::new(bin("play")).arg(dir.join("model.onnx")).args([
+        "--rom",
+        "breakout",
+        "--headless",
+    ]));
+    assert_eq!(summary(&o)["episodes"], 1);
+
+    // 4. A second run into the same folder is refused; a corrupt checkpoint is refused.
+    let o = run(Command::new(bin("train")).args(train_args(&dir)));
+    assert_clean_failure(&o, "already holds a run");
+    let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).expect("latest");
+    std::fs::write(
+        dir.join("checkpoints")
+            .join(latest)
+            .join("model.safetensors"),
+        b"garbage",
+    )
+    .expect("write");
+    let o = run(Command::new(bin("train"))
+        .args(["ppo", "--resume"])
+        .arg(&dir));
+    assert_clean_failure(&o, "cannot resume from");
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let o = run(Command::new(bin("train"))
+        .args(["ppo", "--num-envs", "3", "--num-steps", "5", "--out"])
+        .arg(tmp.path()));
+    assert_clean_failure(&o, "must split evenly into --num-minibatches 4");
+    let o = run(Command::new(bin("train")).args(["ppo", "--total-timesteps", "1000"]));
+    assert_clean_failure(&o, "--out RUN_DIR is required");
+    let o = run(Command::new(bin("train"))
+        .args(["ppo", "--resume"])
+        .arg(tmp.path()));
+    assert_clean_failure(&o, "no checkpoint pointer");
+}

@@ -1,0 +1,60 @@
+//! `train ppo --rom GAME --out runs/NAME`: PPO on libtorch, checkpoints, logs, ONNX export and
+//! evaluation. See `train ppo --help` for every flag (named as CleanRL's `ppo_atari.py`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cartridge_train::config::PpoArgs;
+use cartridge_train::run::{train_ppo, Outcome};
+
+/// Train Atari agents from pixels with libtorch.
+#[derive(Debug, Parser)]
+#[command(
+    name = "train",
+    version,
+    about = "Train Atari agents from pixels (PPO on libtorch)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    algo: Algo,
+}
+
+#[derive(Debug, Subcommand)]
+enum Algo {
+    /// Proximal Policy Optimization (Schulman et al. 2017), CleanRL ppo_atari.py semantics.
+    Ppo(PpoArgs),
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let Algo::Ppo(args) = Cli::parse().algo;
+    match train_ppo(&args)? {
+        Outcome::Bench(b) => println!("{}", serde_json::to_string(&b)?),
+        Outcome::Trained {
+            out,
+            global_step,
+            interrupted,
+            eval,
+        } => {
+            let summary = serde_json::json!({
+                "out": out,
+                "global_step": global_step,
+                "interrupted": interrupted,
+                "eval_mean_return": eval.as_ref().map(|e| e.mean_return),
+                "eval_episodes": eval.as_ref().map(|e| e.episodes),
+            });
+            println!("{summary}");
+        }
+    }
+    Ok(())
+}

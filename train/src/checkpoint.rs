@@ -1,0 +1,226 @@
+//! Run checkpoints: `RUN/checkpoints/step-<global_step>/` holding
+//!
+//! - `model.safetensors`: the network in the DESIGN.md checkpoint format (written by
+//!   [`cartridge_export::Checkpoint`], metadata with the full args as JSON);
+//! - `optimizer.safetensors`: Adam's moments `m.<param>`, `v.<param>` and its step count;
+//! - `state.json`: counters ([`RunState`]).
+//!
+//! Each file is written atomically, then `RUN/checkpoints/latest` (the folder name) is
+//! replaced atomically, so an interrupted save leaves the previous checkpoint in charge.
+//! Older step folders are removed after the pointer moves.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use cartridge_export::{write_atomic, Checkpoint, Metadata};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::adam::Adam;
+use crate::config::PpoArgs;
+use crate::model::{to_export, ActorCritic};
+use crate::{Error, Result};
+
+/// Counters a resumed run continues from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Agent steps taken (all environments).
+    pub global_step: u64,
+    /// Iterations completed (each `num_envs * num_steps` agent steps).
+    pub iteration: u64,
+    /// Full games finished.
+    pub episodes: u64,
+    /// Wall seconds trained before this process (for steps/s and the model card).
+    pub train_seconds: f64,
+    /// Times the run was resumed; seeds fresh environment streams on each resume.
+    pub resumes: u64,
+    /// The learning arguments (what a resumed run must keep).
+    pub args: PpoArgs,
+}
+
+/// Where checkpoints of a run live.
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+/// Saves a checkpoint of `model`, `adam` and `state` (see the module docs).
+pub fn save(
+    run: &Path,
+    model: &ActorCritic,
+    adam: &Adam,
+    state: &RunState,
+    meta: Metadata,
+) -> Result<PathBuf> {
+    let root = checkpoints_dir(run);
+    let name = format!("step-{:012}", state.global_step);
+    let dir = root.join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let ckpt = Checkpoint {
+        meta,
+        tensors: model.tensors()?,
+    };
+    ckpt.write(dir.join("model.safetensors"))?;
+    write_atomic(
+        dir.join("optimizer.safetensors"),
+        &optimizer_bytes(model, adam)?,
+    )?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Log(e.to_string()))?;
+    write_atomic(dir.join("state.json"), &json)?;
+    write_atomic(root.join("latest"), name.as_bytes())?;
+    for e in std::fs::read_dir(&root)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("step-") && n != name {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(dir)
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Network weights and metadata.
+    pub model: Checkpoint,
+    /// Adam step count.
+    pub adam_step: i64,
+    /// Adam moments by parameter name: `(m, v)`.
+    pub moments: HashMap<String, (cartridge_export::Tensor, cartridge_export::Tensor)>,
+    /// Counters.
+    pub state: RunState,
+    /// The step folder it came from.
+    pub dir: PathBuf,
+}
+
+/// Loads the latest checkpoint of a run; any missing, corrupt or inconsistent file is an
+/// [`Error::Resume`] naming it.
+pub fn load(run: &Path) -> Result<Loaded> {
+    let bad = |path: PathBuf, reason: String| Error::Resume { path, reason };
+    let root = checkpoints_dir(run);
+    let latest = root.join("latest");
+    let name = std::fs::read_to_string(&latest).map_err(|e| {
+        bad(
+            latest.clone(),
+            format!("no checkpoint pointer ({e}); is this a run folder written by `train`?"),
+        )
+    })?;
+    let dir = root.join(name.trim());
+    let model = Checkpoint::read(dir.join("model.safetensors"))
+        .map_err(|e| bad(dir.join("model.safetensors"), e.to_string()))?;
+    let state_path = dir.join("state.json");
+    let state: RunState = std::fs::read(&state_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| bad(state_path.clone(), format!("unreadable counters: {e}")))?;
+    if state.global_step != model.meta.global_step {
+        return Err(bad(
+            dir,
+            format!(
+                "model is at step {} but state.json at {}",
+                model.meta.global_step, state.global_step
+            ),
+        ));
+    }
+    let opt_path = dir.join("optimizer.safetensors");
+    let bytes = std::fs::read(&opt_path).map_err(|e| bad(opt_path.clone(), e.to_string()))?;
+    let (adam_step, moments) =
+        parse_optimizer(&bytes).map_err(|reason| bad(opt_path.clone(), reason))?;
+    for name in model.tensors.keys() {
+        let (m, _) = moments
+            .get(name)
+            .ok_or_else(|| bad(opt_path.clone(), format!("no Adam moments for {name}")))?;
+        if m.shape != model.tensors[name].shape {
+            return Err(bad(
+                opt_path,
+                format!("Adam moments of {name} have the wrong shape"),
+            ));
+        }
+    }
+    Ok(Loaded {
+        model,
+        adam_step,
+        moments,
+        state,
+        dir,
+    })
+}
+
+/// Puts loaded moments into `adam` (parameters in [`ActorCritic::params`] order).
+pub fn restore_adam(adam: &mut Adam, loaded: &Loaded, names: &[&str]) -> Result<()> {
+    adam.step = loaded.adam_step;
+    for (i, name) in names.iter().enumerate() {
+        let (m, v) = &loaded.moments[*name];
+        let dev = adam.m[i].device();
+        let to = |t: &cartridge_export::Tensor| {
+            let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+            Tensor::from_slice(&t.data).reshape(&shape).to_device(dev)
+        };
+        adam.m[i] = to(m);
+        adam.v[i] = to(v);
+    }
+    Ok(())
+}
+
+fn optimizer_bytes(model: &ActorCritic, adam: &Adam) -> Result<Vec<u8>> {
+    let specs = cartridge_export::param_specs(cartridge_export::Algo::Ppo, model.n_actions());
+    let mut tensors = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        tensors.push((format!("m.{}", s.name), to_export(&adam.m[i])?));
+        tensors.push((format!("v.{}", s.name), to_export(&adam.v[i])?));
+    }
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, t)| (n, t.shape.clone(), t.to_le_bytes()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Log(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta = HashMap::from([("adam_step".to_string(), adam.step.to_string())]);
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Log(e.to_string()))
+}
+
+type Moments = HashMap<String, (cartridge_export::Tensor, cartridge_export::Tensor)>;
+
+fn parse_optimizer(bytes: &[u8]) -> std::result::Result<(i64, Moments), String> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let step = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("adam_step"))
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or("no adam_step in its metadata")?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let mut m: HashMap<String, cartridge_export::Tensor> = HashMap::new();
+    let mut v: HashMap<String, cartridge_export::Tensor> = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(format!("{name} is not f32"));
+        }
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let t = cartridge_export::Tensor::new(view.shape().to_vec(), data)
+            .map_err(|e| e.to_string())?;
+        if let Some(p) = name.strip_prefix("m.") {
+            m.insert(p.to_string(), t);
+        } else if let Some(p) = name.strip_prefix("v.") {
+            v.insert(p.to_string(), t);
+        } else {
+            return Err(format!("unexpected tensor {name}"));
+        }
+    }
+    let mut out = HashMap::new();
+    for (k, mt) in m {
+        let vt = v.remove(&k).ok_or(format!("m.{k} without v.{k}"))?;
+        out.insert(k, (mt, vt));
+    }
+    Ok((step, out))
+}

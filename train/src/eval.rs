@@ -1,0 +1,92 @@
+//! Evaluation of an exported ONNX model under the DESIGN.md protocol: full games (no
+//! EpisodicLife, raw scores), NoopReset starts, at most 108,000 frames, PPO sampling from the
+//! policy (DQN epsilon-greedy 0.05), through the same runtime as `play` (ONNX Runtime).
+
+use std::path::Path;
+
+use cartridge_infer::ale::{Emulator, EmulatorConfig};
+use cartridge_infer::policy::{ModelOverrides, Policy};
+use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
+use cartridge_infer::rom::Rom;
+use cartridge_infer::select::{ActionSelector, Selection};
+use serde::Serialize;
+
+use crate::Result;
+
+/// What `eval.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Game name.
+    pub game: String,
+    /// Games played.
+    pub episodes: usize,
+    /// Raw score of each game.
+    pub returns: Vec<f64>,
+    /// Mean score.
+    pub mean_return: f64,
+    /// Population standard deviation of the scores.
+    pub std_return: f64,
+    /// Lowest score.
+    pub min_return: f64,
+    /// Highest score.
+    pub max_return: f64,
+    /// Sticky-action probability used.
+    pub sticky: f32,
+    /// Seed of the evaluation.
+    pub seed: u64,
+    /// How actions were chosen.
+    pub selection: String,
+    /// The protocol in words.
+    pub protocol: String,
+}
+
+/// Plays `episodes` full games of `model` on `rom`.
+pub fn evaluate(
+    model: &Path,
+    rom: &Rom,
+    episodes: u32,
+    seed: u64,
+    sticky: f32,
+) -> Result<EvalReport> {
+    let mut policy = Policy::load(model, 1, &ModelOverrides::default())?;
+    let emu = Emulator::new(
+        rom,
+        EmulatorConfig {
+            seed: ((seed % 0x7fff_fffe) + 1) as u32,
+            sticky,
+        },
+    )?;
+    policy.check_against(rom, emu.minimal_action_set())?;
+    let selection = Selection::default_for(policy.info().algo);
+    let mut selector = ActionSelector::new(selection, seed ^ 0x5eed);
+    let mut env = AtariEnv::new(emu, AtariConfig::default(), seed);
+    let mut returns = Vec::new();
+    for _ in 0..episodes {
+        env.reset();
+        loop {
+            let d = policy.decide(env.obs())?;
+            if env.step(selector.select(&d.scores)).game_over {
+                break;
+            }
+        }
+        returns.push(env.episode_return() as f64);
+    }
+    let n = returns.len().max(1) as f64;
+    let mean = returns.iter().sum::<f64>() / n;
+    let std = (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+    Ok(EvalReport {
+        game: rom.game.clone(),
+        episodes: returns.len(),
+        mean_return: mean,
+        std_return: std,
+        min_return: returns.iter().copied().fold(f64::INFINITY, f64::min),
+        max_return: returns.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        returns,
+        sticky,
+        seed,
+        selection: format!("{selection:?}"),
+        protocol: "full games, NoopReset (1..=30 no-ops), max 108000 frames, frame skip 4, \
+                   ONNX Runtime on the exported model"
+            .into(),
+    })
+}

@@ -1,0 +1,51 @@
+//! Cartridge's trainer: PPO on libtorch (tch), the way OpenAI baselines `ppo2` and CleanRL
+//! `ppo_atari.py` do it, on vectorized ALE environments that share infer's preprocessing.
+//!
+//! Read top to bottom like CleanRL's file: [`config`] (args), [`model`] (network),
+//! [`vecenv`] (environments), [`ppo`] (storage, rollout, GAE, update), [`logger`] (log),
+//! [`checkpoint`] (save/resume), [`eval`] (evaluation of the exported ONNX model).
+
+pub mod adam;
+pub mod checkpoint;
+pub mod config;
+pub mod eval;
+pub mod gae;
+pub mod logger;
+pub mod model;
+pub mod ppo;
+pub mod run;
+pub mod vecenv;
+
+/// Everything that can go wrong while training. Messages say what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Arguments that do not fit together.
+    #[error("invalid arguments: {0}")]
+    Config(String),
+    /// A checkpoint that cannot be resumed.
+    #[error("cannot resume from {path}: {reason}")]
+    Resume {
+        /// The run folder or file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// libtorch failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// The runtime (ROM, emulator, ONNX Runtime) failed.
+    #[error(transparent)]
+    Infer(#[from] cartridge_infer::Error),
+    /// Checkpoint or ONNX writing failed.
+    #[error(transparent)]
+    Export(#[from] cartridge_export::Error),
+    /// Writing logs failed.
+    #[error("cannot write logs: {0}")]
+    Log(String),
+    /// An I/O error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,328 @@
+//! Training logs in the run folder:
+//!
+//! - `metrics.csv`: one row per iteration ([`MetricsRow`], CleanRL's logged quantities);
+//! - `episodes.jsonl`: one JSON object per finished full game (`global_step`, `return`,
+//!   `length` in agent steps);
+//! - `curve.png`: mean return of the last 100 games and the losses vs agent steps (plotters),
+//!   redrawn at each checkpoint;
+//! - an indicatif progress bar on stderr.
+//!
+//! On resume, rows and games logged after the checkpoint's step are dropped so the files
+//! describe one consistent run.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::vecenv::Episode;
+use crate::{Error, Result};
+
+/// One `metrics.csv` row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    /// Agent steps so far.
+    pub global_step: u64,
+    /// Mean raw return of the last 100 games (empty before the first game).
+    pub episodic_return: Option<f64>,
+    /// Mean length (agent steps) of the last 100 games.
+    pub episodic_length: Option<f64>,
+    /// Clipped-surrogate loss.
+    pub pg_loss: f64,
+    /// Value loss.
+    pub v_loss: f64,
+    /// Policy entropy.
+    pub entropy: f64,
+    /// Approximate KL divergence (k3 estimator).
+    pub approx_kl: f64,
+    /// Fraction of clipped ratios.
+    pub clipfrac: f64,
+    /// Explained variance of the value function on the batch.
+    pub explained_variance: f64,
+    /// Learning rate of this iteration.
+    pub learning_rate: f64,
+    /// Agent steps per second of this iteration.
+    pub sps: f64,
+}
+
+/// Open log files plus the state they summarise.
+#[derive(Debug)]
+pub struct RunLog {
+    dir: PathBuf,
+    csv: csv::Writer<File>,
+    episodes: BufWriter<File>,
+    recent: VecDeque<Episode>,
+    history: Vec<MetricsRow>,
+    bar: ProgressBar,
+}
+
+fn log_err(e: impl std::fmt::Display) -> Error {
+    Error::Log(e.to_string())
+}
+
+impl RunLog {
+    /// Opens (or, resuming at `resume_step`, trims and reopens) the logs in `dir`.
+    pub fn open(dir: &Path, total_steps: u64, resume_step: Option<u64>) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let csv_path = dir.join("metrics.csv");
+        let ep_path = dir.join("episodes.jsonl");
+        let mut history = Vec::new();
+        let mut recent = VecDeque::new();
+        if let Some(step) = resume_step {
+            if csv_path.exists() {
+                let mut r = csv::Reader::from_path(&csv_path).map_err(log_err)?;
+                for row in r.deserialize::<MetricsRow>() {
+                    let row = row.map_err(log_err)?;
+                    if row.global_step <= step {
+                        history.push(row);
+                    }
+                }
+            }
+            if ep_path.exists() {
+                let mut kept = Vec::new();
+                for line in BufReader::new(File::open(&ep_path)?).lines() {
+                    let line = line?;
+                    let v: serde_json::Value = serde_json::from_str(&line).map_err(log_err)?;
+                    if v["global_step"].as_u64().is_some_and(|s| s <= step) {
+                        recent.push_back(Episode {
+                            ret: v["return"].as_f64().unwrap_or(0.0),
+                            len: v["length"].as_u64().unwrap_or(0),
+                        });
+                        if recent.len() > 100 {
+                            recent.pop_front();
+                        }
+                        kept.push(line);
+                    }
+                }
+                let mut text = kept.join("\n");
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                cartridge_export::write_atomic(&ep_path, text.as_bytes())?;
+            }
+        }
+        let mut csv = csv::Writer::from_writer(File::create(&csv_path)?);
+        for row in &history {
+            csv.serialize(row).map_err(log_err)?;
+        }
+        csv.flush()?;
+        let episodes = BufWriter::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&ep_path)?,
+        );
+        let bar = ProgressBar::new(total_steps);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} steps  {per_sec}  {msg}  ETA {eta}",
+            )
+            .map_err(log_err)?,
+        );
+        bar.set_position(resume_step.unwrap_or(0));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            csv,
+            episodes,
+            recent,
+            history,
+            bar,
+        })
+    }
+
+    /// Records finished games at `global_step`.
+    pub fn games(&mut self, global_step: u64, games: &[Episode]) -> Result<()> {
+        for g in games {
+            let line =
+                serde_json::json!({"global_step": global_step, "return": g.ret, "length": g.len});
+            writeln!(self.episodes, "{line}")?;
+            self.recent.push_back(*g);
+            if self.recent.len() > 100 {
+                self.recent.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean raw return and length of the last 100 games, if any.
+    pub fn recent_means(&self) -> Option<(f64, f64)> {
+        let n = self.recent.len();
+        (n > 0).then(|| {
+            (
+                self.recent.iter().map(|e| e.ret).sum::<f64>() / n as f64,
+                self.recent.iter().map(|e| e.len as f64).sum::<f64>() / n as f64,
+            )
+        })
+    }
+
+    /// Appends one iteration's row and advances the progress bar.
+    pub fn iteration(&mut self, mut row: MetricsRow) -> Result<()> {
+        if let Some((r, l)) = self.recent_means() {
+            row.episodic_return = Some(r);
+            row.episodic_length = Some(l);
+        }
+        self.csv.serialize(&row).map_err(log_err)?;
+        self.csv.flush()?;
+        self.episodes.flush()?;
+        self.bar.set_position(row.global_step);
+        self.bar.set_message(match row.episodic_return {
+            Some(r) => format!("return(100) {r:.2}"),
+            None => "return(100) -".into(),
+        });
+        self.history.push(row);
+        Ok(())
+    }
+
+    /// Prints a line above the progress bar.
+    pub fn println(&self, msg: impl AsRef<str>) {
+        self.bar.println(msg);
+    }
+
+    /// Ends the progress bar.
+    pub fn finish(&self) {
+        self.bar.finish();
+    }
+
+    /// The rows so far.
+    pub fn history(&self) -> &[MetricsRow] {
+        &self.history
+    }
+
+    /// Redraws `curve.png` from the history.
+    pub fn plot(&self, title: &str) -> Result<()> {
+        plot_curve(&self.dir.join("curve.png"), title, &self.history)
+    }
+}
+
+/// Registers a system sans-serif font for plot text; false if none is found (plots are then
+/// drawn without text).
+fn font_available() -> bool {
+    static FONT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FONT.get_or_init(|| {
+        for p in [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+            "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+        ] {
+            if let Ok(bytes) = std::fs::read(p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font(
+                    "sans-serif",
+                    plotters::style::FontStyle::Normal,
+                    bytes,
+                )
+                .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+/// Draws return (top) and losses (bottom) against agent steps into a PNG.
+pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
+    use plotters::prelude::*;
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (900, 700)).into_drawing_area();
+        root.fill(&WHITE).map_err(log_err)?;
+        let text = font_available();
+        let root = if text {
+            root.titled(title, ("sans-serif", 22)).map_err(log_err)?
+        } else {
+            root
+        };
+        let (top, bottom) = root.split_vertically(360);
+        let max_x = rows.iter().map(|r| r.global_step).max().unwrap_or(1).max(1) as f64;
+        let returns: Vec<(f64, f64)> = rows
+            .iter()
+            .filter_map(|r| r.episodic_return.map(|v| (r.global_step as f64, v)))
+            .collect();
+        let (lo, hi) = bounds(returns.iter().map(|p| p.1));
+        let mut c = ChartBuilder::on(&top);
+        c.margin(10).x_label_area_size(30).y_label_area_size(50);
+        if text {
+            c.caption("mean raw return, last 100 games", ("sans-serif", 16));
+        }
+        let mut chart = c.build_cartesian_2d(0.0..max_x, lo..hi).map_err(log_err)?;
+        if text {
+            chart
+                .configure_mesh()
+                .x_desc("agent steps")
+                .draw()
+                .map_err(log_err)?;
+        }
+        chart
+            .draw_series(LineSeries::new(returns, BLUE.stroke_width(2)))
+            .map_err(log_err)?;
+
+        type Series = (&'static str, RGBColor, fn(&MetricsRow) -> f64);
+        let series: [Series; 3] = [
+            ("pg_loss", RED, |r| r.pg_loss),
+            ("v_loss", GREEN, |r| r.v_loss),
+            ("entropy", MAGENTA, |r| r.entropy),
+        ];
+        let (lo, hi) = bounds(
+            rows.iter()
+                .flat_map(|r| series.iter().map(move |s| (s.2)(r))),
+        );
+        let mut c = ChartBuilder::on(&bottom);
+        c.margin(10).x_label_area_size(30).y_label_area_size(50);
+        if text {
+            c.caption("losses", ("sans-serif", 16));
+        }
+        let mut chart = c.build_cartesian_2d(0.0..max_x, lo..hi).map_err(log_err)?;
+        if text {
+            chart
+                .configure_mesh()
+                .x_desc("agent steps")
+                .draw()
+                .map_err(log_err)?;
+        }
+        for (name, color, f) in series {
+            let s = chart
+                .draw_series(LineSeries::new(
+                    rows.iter()
+                        .map(|r| (r.global_step as f64, f(r)))
+                        .filter(|p| p.1.is_finite()),
+                    color.stroke_width(2),
+                ))
+                .map_err(log_err)?;
+            if text {
+                s.label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+        }
+        if text {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(log_err)?;
+        }
+        root.present().map_err(log_err)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    (lo - pad, hi + pad)
+}

@@ -1,0 +1,195 @@
+//! The Nature CNN actor-critic (Mnih et al. 2015 trunk, shared by actor and critic as in
+//! baselines `ppo2` and CleanRL `ppo_atari.py`) in tch, with the parameter names of
+//! [`cartridge_export::arch`] so checkpoints and ONNX initializers line up by name.
+//!
+//! Initial weights come from [`cartridge_export::random_init`]: orthogonal (Saxe et al. 2013)
+//! with gain sqrt(2) for the trunk, 0.01 for the actor head and 1 for the critic, biases 0
+//! (CleanRL's `layer_init`).
+
+use std::collections::BTreeMap;
+
+use cartridge_export::{param_specs, Algo, Tensor as ExportTensor, Tensors};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::Result;
+
+/// The PPO network on a device.
+#[derive(Debug)]
+pub struct ActorCritic {
+    /// The parameters, named `network.0.weight`, ..., `actor.*`, `critic.*`.
+    pub vs: nn::VarStore,
+    trunk: nn::Sequential,
+    actor: nn::Linear,
+    critic: nn::Linear,
+    n_actions: usize,
+}
+
+impl ActorCritic {
+    /// A network for `n_actions` actions initialised from `seed`.
+    pub fn new(device: Device, n_actions: usize, seed: u64) -> Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let net = &root / "network";
+        let conv = |i: &str, c_in, c_out, k, s| {
+            nn::conv2d(
+                &net / i,
+                c_in,
+                c_out,
+                k,
+                nn::ConvConfig {
+                    stride: s,
+                    ..Default::default()
+                },
+            )
+        };
+        let trunk = nn::seq()
+            .add(conv("0", 4, 32, 8, 4))
+            .add_fn(|x| x.relu())
+            .add(conv("2", 32, 64, 4, 2))
+            .add_fn(|x| x.relu())
+            .add(conv("4", 64, 64, 3, 1))
+            .add_fn(|x| x.relu())
+            .add_fn(|x| x.flatten(1, -1))
+            .add(nn::linear(&net / "7", 64 * 7 * 7, 512, Default::default()))
+            .add_fn(|x| x.relu());
+        let actor = nn::linear(&root / "actor", 512, n_actions as i64, Default::default());
+        let critic = nn::linear(&root / "critic", 512, 1, Default::default());
+        let mut me = Self {
+            vs,
+            trunk,
+            actor,
+            critic,
+            n_actions,
+        };
+        me.load(&cartridge_export::random_init(Algo::Ppo, n_actions, seed))?;
+        Ok(me)
+    }
+
+    /// Number of actions.
+    pub fn n_actions(&self) -> usize {
+        self.n_actions
+    }
+
+    /// `(logits [B, A], value [B])` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here).
+    pub fn forward(&self, obs: &Tensor) -> (Tensor, Tensor) {
+        let x = obs.to_kind(Kind::Float) / 255.0;
+        let h = self.trunk.forward(&x);
+        (
+            self.actor.forward(&h),
+            self.critic.forward(&h).squeeze_dim(-1),
+        )
+    }
+
+    /// `V(obs)` `[B]`.
+    pub fn value(&self, obs: &Tensor) -> Tensor {
+        self.forward(obs).1
+    }
+
+    /// The trainable parameters in [`param_specs`] order.
+    pub fn params(&self) -> Vec<Tensor> {
+        let vars = self.vs.variables();
+        param_specs(Algo::Ppo, self.n_actions)
+            .iter()
+            .map(|s| vars[s.name].shallow_clone())
+            .collect()
+    }
+
+    /// Copies `tensors` (names and shapes of [`param_specs`]) into the network.
+    pub fn load(&mut self, tensors: &Tensors) -> Result<()> {
+        let vars = self.vs.variables();
+        tch::no_grad(|| -> Result<()> {
+            for spec in param_specs(Algo::Ppo, self.n_actions) {
+                let src = tensors.get(spec.name).ok_or_else(|| {
+                    crate::Error::Config(format!("tensor {} missing from checkpoint", spec.name))
+                })?;
+                let shape: Vec<i64> = src.shape.iter().map(|&d| d as i64).collect();
+                let t = Tensor::from_slice(&src.data).reshape(&shape);
+                let mut dst = vars[spec.name].shallow_clone();
+                dst.f_copy_(&t.to_device(dst.device()))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The parameters as export tensors (CPU, f32), for checkpoints.
+    pub fn tensors(&self) -> Result<Tensors> {
+        tensors_of(&self.vs.variables(), Algo::Ppo, self.n_actions)
+    }
+}
+
+/// Named tch tensors -> export tensors in [`param_specs`] order.
+pub fn tensors_of(
+    vars: &std::collections::HashMap<String, Tensor>,
+    algo: Algo,
+    n_actions: usize,
+) -> Result<Tensors> {
+    let mut out = BTreeMap::new();
+    for spec in param_specs(algo, n_actions) {
+        out.insert(spec.name.to_string(), to_export(&vars[spec.name])?);
+    }
+    Ok(out)
+}
+
+/// A tch tensor -> an export tensor (CPU f32, row-major).
+pub fn to_export(t: &Tensor) -> Result<ExportTensor> {
+    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+    let flat = t
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+        .view(-1);
+    let data: Vec<f32> = Vec::<f32>::try_from(&flat)?;
+    Ok(ExportTensor::new(shape, data)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_statistics_follow_cleanrl_layer_init() {
+        let m = ActorCritic::new(Device::Cpu, 4, 3).expect("net");
+        let vars = m.vs.variables();
+        // Orthogonal rows: W W^T = gain^2 I for a [out, in] matrix with out <= in.
+        let check = |name: &str, gain: f64| {
+            let w = vars[name].detach().flatten(1, -1);
+            let wwt = w.matmul(&w.tr());
+            let eye = Tensor::eye(w.size()[0], (Kind::Float, Device::Cpu)) * gain * gain;
+            let err = (wwt - eye).abs().max().double_value(&[]);
+            assert!(err < 1e-4 * gain.max(1.0) * gain.max(1.0), "{name}: {err}");
+        };
+        check("network.0.weight", 2f64.sqrt());
+        check("network.7.weight", 2f64.sqrt());
+        check("actor.weight", 0.01);
+        check("critic.weight", 1.0);
+        for b in [
+            "network.0.bias",
+            "network.7.bias",
+            "actor.bias",
+            "critic.bias",
+        ] {
+            assert_eq!(vars[b].abs().sum(Kind::Float).double_value(&[]), 0.0, "{b}");
+        }
+        // A fresh policy is near uniform: logits ~ 0.01 * unit-scale features.
+        let obs = Tensor::randint(256, [2, 4, 84, 84], (Kind::Uint8, Device::Cpu));
+        let (logits, value) = m.forward(&obs);
+        assert_eq!(logits.size(), [2, 4]);
+        assert_eq!(value.size(), [2]);
+        assert!(logits.abs().max().double_value(&[]) < 0.5);
+    }
+
+    #[test]
+    fn round_trip_through_export_tensors() {
+        let a = ActorCritic::new(Device::Cpu, 6, 1).expect("a");
+        let mut b = ActorCritic::new(Device::Cpu, 6, 2).expect("b");
+        b.load(&a.tensors().expect("tensors")).expect("load");
+        let obs = Tensor::randint(256, [3, 4, 84, 84], (Kind::Uint8, Device::Cpu));
+        let diff = (a.forward(&obs).0 - b.forward(&obs).0)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert_eq!(diff, 0.0);
+    }
+}

@@ -1,0 +1,391 @@
+//! The PPO training loop: environments, network, optimizer, then per iteration (CleanRL's
+//! order) anneal, rollout, GAE + update, log, checkpoint; at the end export `model.onnx` and
+//! evaluate it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cartridge_export::{Algo, Metadata};
+use cartridge_infer::rom::{Rom, RomSearch};
+use serde::Serialize;
+use tch::Device;
+
+use crate::adam::Adam;
+use crate::checkpoint::{self, RunState};
+use crate::config::{PpoArgs, PpoConfig};
+use crate::eval::{evaluate, EvalReport};
+use crate::logger::{MetricsRow, RunLog};
+use crate::model::ActorCritic;
+use crate::ppo::{rollout, stop_requested, update, Storage, Timings};
+use crate::vecenv::{AtariTrainEnv, VecEnv};
+use crate::{Error, Result};
+
+/// splitmix64 of `(seed, stream)`: independent seeds for envs, iterations and evaluation.
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed.wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Figures printed by `--bench`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Device used.
+    pub device: String,
+    /// Environments.
+    pub num_envs: usize,
+    /// Environment worker threads.
+    pub env_threads: usize,
+    /// libtorch intra-op threads.
+    pub torch_threads: i32,
+    /// Iterations measured (after one warm-up iteration).
+    pub iterations: u64,
+    /// Agent steps per second over the measured iterations.
+    pub steps_per_s: f64,
+    /// Seconds per iteration stepping environments.
+    pub env_s: f64,
+    /// Seconds per iteration in rollout inference.
+    pub inference_s: f64,
+    /// Seconds per iteration in GAE + update.
+    pub update_s: f64,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Trained (fully or until Ctrl-C); the run folder and, when finished, the evaluation.
+    Trained {
+        /// The run folder.
+        out: PathBuf,
+        /// Agent steps reached.
+        global_step: u64,
+        /// Whether Ctrl-C stopped it early.
+        interrupted: bool,
+        /// Evaluation of the exported model (when finished and asked for).
+        eval: Option<EvalReport>,
+    },
+    /// `--bench`.
+    Bench(BenchReport),
+}
+
+fn pick_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        "cuda" => Err(Error::Config(
+            "--device cuda but libtorch sees no CUDA device; use --device cpu or auto".into(),
+        )),
+        _ => Ok(Device::cuda_if_available()),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `train ppo` with these arguments.
+pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
+    // A resumed run keeps its learning arguments; only run-time flags come from the command.
+    let (args_used, out, loaded) = match &args.resume {
+        Some(dir) => {
+            let l = checkpoint::load(dir)?;
+            let mut a = l.state.args.clone();
+            a.device.clone_from(&args.device);
+            a.threads = args.threads;
+            a.env_threads = args.env_threads;
+            a.eval_episodes = args.eval_episodes;
+            a.bench = false;
+            (a, dir.clone(), Some(l))
+        }
+        None => {
+            let out = match (&args.out, args.bench) {
+                (Some(o), _) => o.clone(),
+                (None, true) => PathBuf::new(),
+                (None, false) => {
+                    return Err(Error::Config(
+                        "--out RUN_DIR is required (or --resume RUN_DIR, or --bench)".into(),
+                    ))
+                }
+            };
+            if !args.bench && checkpoint::checkpoints_dir(&out).join("latest").exists() {
+                return Err(Error::Config(format!(
+                    "{} already holds a run; continue it with --resume {0} or pick another --out",
+                    out.display()
+                )));
+            }
+            (args.clone(), out, None)
+        }
+    };
+    let cfg = PpoConfig::from_args(&args_used)?;
+    let a = &cfg.args;
+    let device = pick_device(&a.device)?;
+    tch::set_num_threads(a.threads.unwrap_or_else(cores).max(1) as i32);
+    let rom = RomSearch::default().resolve(&a.rom)?;
+
+    let mut state = loaded
+        .as_ref()
+        .map(|l| l.state.clone())
+        .unwrap_or(RunState {
+            global_step: 0,
+            iteration: 0,
+            episodes: 0,
+            train_seconds: 0.0,
+            resumes: 0,
+            args: a.clone(),
+        });
+    if loaded.is_some() {
+        state.resumes += 1;
+    }
+
+    // Environments: fresh games on every (re)start, seeded per env and per resume.
+    let envs = (0..a.num_envs)
+        .map(|i| {
+            AtariTrainEnv::new(
+                &rom,
+                derive_seed(a.seed, 1 + i as u64 + 1000 * state.resumes),
+                a.sticky,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let actions = envs[0].actions();
+    let env_threads = a
+        .env_threads
+        .unwrap_or_else(|| cores().min(a.num_envs))
+        .max(1);
+    let mut envs = VecEnv::new(envs, env_threads)?;
+
+    // Network and optimizer.
+    let mut model = ActorCritic::new(device, actions.len(), a.seed)?;
+    let params = model.params();
+    let mut adam = Adam::new(&params, a.learning_rate, a.adam_eps);
+    if let Some(l) = &loaded {
+        if l.model
+            .meta
+            .actions
+            .iter()
+            .map(|&x| x as i32)
+            .collect::<Vec<_>>()
+            != actions
+        {
+            return Err(Error::Resume {
+                path: l.dir.clone(),
+                reason: format!("the checkpoint's action set differs from {}'s", rom.game),
+            });
+        }
+        model.load(&l.model.tensors)?;
+        let names: Vec<&str> = cartridge_export::param_specs(Algo::Ppo, actions.len())
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        checkpoint::restore_adam(&mut adam, l, &names)?;
+    }
+    let mut storage = Storage::new(a.num_steps, a.num_envs, device);
+    let mut log = if a.bench {
+        None
+    } else {
+        Some(RunLog::open(
+            &out,
+            cfg.num_iterations * cfg.batch_size as u64,
+            loaded.as_ref().map(|l| l.state.global_step),
+        )?)
+    };
+    if let Some(l) = &log {
+        l.println(format!(
+            "train ppo: {} on {device:?}, {} envs on {env_threads} threads, {} iterations of {} steps{}",
+            rom.game,
+            a.num_envs,
+            cfg.num_iterations,
+            cfg.batch_size,
+            if state.global_step > 0 { format!(", resuming at step {}", state.global_step) } else { String::new() }
+        ));
+    }
+    let _ =
+        ctrlc::set_handler(|| crate::ppo::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+
+    let started = Instant::now();
+    let seconds_before = state.train_seconds;
+    let mut bench_timings = Timings::default();
+    let mut bench_start: Option<(Instant, u64)> = None;
+    let mut last_saved = state.global_step;
+    let first = state.iteration + 1;
+    for iteration in first..=cfg.num_iterations {
+        tch::manual_seed(derive_seed(a.seed, 1_000_000 + iteration) as i64);
+        let frac = cfg.frac(iteration);
+        adam.lr = if a.anneal_lr {
+            frac * a.learning_rate
+        } else {
+            a.learning_rate
+        };
+        let clip = if a.anneal_clip {
+            frac * a.clip_coef
+        } else {
+            a.clip_coef
+        };
+
+        let t_iter = Instant::now();
+        let mut timings = Timings::default();
+        let (games, next_value) = rollout(
+            &model,
+            &mut envs,
+            &mut storage,
+            a.gamma as f32,
+            device,
+            &mut timings,
+        )?;
+        let t_update = Instant::now();
+        let stats = update(&model, &mut adam, &storage, &next_value, &cfg, clip, device)?;
+        timings.update_s = t_update.elapsed().as_secs_f64();
+        state.global_step += cfg.batch_size as u64;
+        state.iteration = iteration;
+        state.episodes += games.len() as u64;
+        let sps = cfg.batch_size as f64 / t_iter.elapsed().as_secs_f64();
+
+        if a.bench {
+            if iteration == first {
+                bench_start = Some((Instant::now(), state.global_step));
+            } else {
+                bench_timings.env_s += timings.env_s;
+                bench_timings.inference_s += timings.inference_s;
+                bench_timings.update_s += timings.update_s;
+            }
+            if iteration >= first + 3 {
+                break;
+            }
+            continue;
+        }
+        let Some(log) = log.as_mut() else { continue };
+        log.games(state.global_step, &games)?;
+        log.iteration(MetricsRow {
+            global_step: state.global_step,
+            pg_loss: stats.pg_loss,
+            v_loss: stats.v_loss,
+            entropy: stats.entropy,
+            approx_kl: stats.approx_kl,
+            clipfrac: stats.clipfrac,
+            explained_variance: stats.explained_variance,
+            learning_rate: adam.lr,
+            sps,
+            ..MetricsRow::default()
+        })?;
+        let stop = stop_requested();
+        let due = state.global_step / a.save_every > last_saved / a.save_every;
+        if due || stop {
+            state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
+            save(&out, &model, &adam, &state, &rom, &actions)?;
+            log.plot(&format!("PPO {} (seed {})", rom.game, a.seed))?;
+            last_saved = state.global_step;
+        }
+        if stop {
+            log.println(format!(
+                "interrupted: saved a checkpoint at step {}; continue with --resume {}",
+                state.global_step,
+                out.display()
+            ));
+            log.finish();
+            return Ok(Outcome::Trained {
+                out,
+                global_step: state.global_step,
+                interrupted: true,
+                eval: None,
+            });
+        }
+    }
+
+    if a.bench {
+        let (t0, s0) = bench_start.unwrap_or((started, 0));
+        let measured = state.iteration.saturating_sub(first);
+        return Ok(Outcome::Bench(BenchReport {
+            device: format!("{device:?}"),
+            num_envs: a.num_envs,
+            env_threads,
+            torch_threads: tch::get_num_threads(),
+            iterations: measured,
+            steps_per_s: (state.global_step - s0) as f64 / t0.elapsed().as_secs_f64(),
+            env_s: bench_timings.env_s / measured.max(1) as f64,
+            inference_s: bench_timings.inference_s / measured.max(1) as f64,
+            update_s: bench_timings.update_s / measured.max(1) as f64,
+        }));
+    }
+
+    let log = log.as_mut().ok_or_else(|| Error::Log("no log".into()))?;
+    state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
+    if last_saved != state.global_step || loaded.is_none() {
+        save(&out, &model, &adam, &state, &rom, &actions)?;
+    }
+    log.plot(&format!("PPO {} (seed {})", rom.game, a.seed))?;
+    log.finish();
+    let eval = finish(&out, &rom, &cfg, &state, &model, &actions)?;
+    Ok(Outcome::Trained {
+        out,
+        global_step: state.global_step,
+        interrupted: false,
+        eval,
+    })
+}
+
+fn metadata(rom: &Rom, actions: &[i32], state: &RunState) -> Result<Metadata> {
+    let mut meta = Metadata::new(
+        Algo::Ppo,
+        rom.game.clone(),
+        rom.md5.clone(),
+        actions.iter().map(|&x| x as u32).collect(),
+    );
+    meta.global_step = state.global_step;
+    meta.seed = state.args.seed;
+    meta.args = serde_json::to_string(&state.args).map_err(|e| Error::Log(e.to_string()))?;
+    Ok(meta)
+}
+
+fn save(
+    out: &Path,
+    model: &ActorCritic,
+    adam: &Adam,
+    state: &RunState,
+    rom: &Rom,
+    actions: &[i32],
+) -> Result<()> {
+    checkpoint::save(out, model, adam, state, metadata(rom, actions, state)?)?;
+    Ok(())
+}
+
+/// Writes `model.onnx`, evaluates it, writes `eval.json` and records the result in the model.
+fn finish(
+    out: &Path,
+    rom: &Rom,
+    cfg: &PpoConfig,
+    state: &RunState,
+    model: &ActorCritic,
+    actions: &[i32],
+) -> Result<Option<EvalReport>> {
+    let ckpt = cartridge_export::Checkpoint {
+        meta: metadata(rom, actions, state)?,
+        tensors: model.tensors()?,
+    };
+    let onnx = out.join("model.onnx");
+    cartridge_export::write_onnx(&ckpt, &[], &onnx)?;
+    if cfg.args.eval_episodes == 0 {
+        return Ok(None);
+    }
+    let report = evaluate(
+        &onnx,
+        rom,
+        cfg.args.eval_episodes,
+        derive_seed(cfg.args.seed, 7),
+        0.0,
+    )?;
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Log(e.to_string()))?;
+    cartridge_export::write_atomic(out.join("eval.json"), &json)?;
+    let extra = [
+        (
+            "cartridge.eval_episodes".to_string(),
+            report.episodes.to_string(),
+        ),
+        (
+            "cartridge.eval_mean_return".to_string(),
+            format!("{:.3}", report.mean_return),
+        ),
+    ];
+    cartridge_export::write_onnx(&ckpt, &extra, &onnx)?;
+    Ok(Some(report))
+}

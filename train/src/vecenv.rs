@@ -1,0 +1,315 @@
+//! Vectorized environments: N environments stepped in parallel by persistent worker threads,
+//! observations written straight into one contiguous u8 `[N, 4, 84, 84]` buffer.
+//!
+//! Auto-reset as gym's vector envs: when an episode ends, the environment resets at once and
+//! the buffer holds the new episode's first observation; the final observation of a
+//! *truncated* episode is kept (for the time-limit bootstrap).
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use cartridge_infer::ale::{Emulator, EmulatorConfig};
+use cartridge_infer::preprocess::{AtariConfig, AtariEnv, OBS_LEN};
+use cartridge_infer::rom::Rom;
+
+use crate::{Error, Result};
+
+/// A finished (real, full-game) episode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Episode {
+    /// Raw score of the whole game.
+    pub ret: f64,
+    /// Agent steps of the whole game.
+    pub len: u64,
+}
+
+/// What one environment step produced.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Transition {
+    /// Learning reward (clipped for Atari).
+    pub reward: f32,
+    /// The learning episode ended by the game (or a lost life under EpisodicLife).
+    pub terminated: bool,
+    /// The learning episode ended by the time limit.
+    pub truncated: bool,
+    /// A real game ended here.
+    pub episode: Option<Episode>,
+}
+
+/// One environment of observations `[4, 84, 84]` u8 and a discrete action set.
+pub trait Environment: Send + 'static {
+    /// Number of discrete actions.
+    fn num_actions(&self) -> usize;
+    /// Starts an episode and writes its first observation into `obs` (`OBS_LEN` bytes).
+    fn reset(&mut self, obs: &mut [u8]);
+    /// Acts and writes the next observation into `obs`.
+    fn step(&mut self, action: usize, obs: &mut [u8]) -> Transition;
+}
+
+/// An Atari game with the training wrappers (EpisodicLife, ClipReward) on top of infer's
+/// preprocessing; reports raw full-game returns.
+#[derive(Debug)]
+pub struct AtariTrainEnv {
+    env: AtariEnv,
+    steps: u64,
+}
+
+impl AtariTrainEnv {
+    /// A training env for `rom` with its own emulator seed (non-zero) and NoopReset seed.
+    pub fn new(rom: &Rom, seed: u64, sticky: f32) -> Result<Self> {
+        let emu = Emulator::new(
+            rom,
+            EmulatorConfig {
+                seed: ((seed % 0x7fff_fffe) + 1) as u32,
+                sticky,
+            },
+        )?;
+        let cfg = AtariConfig {
+            episodic_life: true,
+            clip_reward: true,
+            fire_on_life_loss: false,
+            ..AtariConfig::default()
+        };
+        Ok(Self {
+            env: AtariEnv::new(emu, cfg, seed),
+            steps: 0,
+        })
+    }
+
+    /// The game's minimal action set (ALE ids).
+    pub fn actions(&self) -> Vec<i32> {
+        self.env.emulator().minimal_action_set().to_vec()
+    }
+}
+
+impl Environment for AtariTrainEnv {
+    fn num_actions(&self) -> usize {
+        self.env.num_actions()
+    }
+
+    fn reset(&mut self, obs: &mut [u8]) {
+        self.env.reset();
+        obs.copy_from_slice(self.env.obs());
+    }
+
+    fn step(&mut self, action: usize, obs: &mut [u8]) -> Transition {
+        let s = self.env.step(action);
+        self.steps += 1;
+        obs.copy_from_slice(self.env.obs());
+        let episode = s.game_over.then(|| {
+            let e = Episode {
+                ret: self.env.episode_return() as f64,
+                len: self.steps,
+            };
+            self.steps = 0;
+            e
+        });
+        Transition {
+            reward: s.reward,
+            terminated: s.terminated,
+            truncated: s.truncated,
+            episode,
+        }
+    }
+}
+
+enum Command {
+    Reset,
+    Step(Vec<usize>),
+}
+
+/// A raw pointer to the shared observation buffers, handed to workers.
+#[derive(Clone, Copy)]
+struct Buffers {
+    obs: *mut u8,
+    final_obs: *mut u8,
+}
+// SAFETY: workers write only their own environments' disjoint slices, and only between
+// receiving a command and replying; the owner does not touch the buffers in that window
+// (`VecEnv::step` holds `&mut self` and waits for every reply).
+unsafe impl Send for Buffers {}
+
+/// N environments on persistent worker threads.
+pub struct VecEnv {
+    n: usize,
+    num_actions: usize,
+    obs: Vec<u8>,
+    final_obs: Vec<u8>,
+    transitions: Vec<Transition>,
+    senders: Vec<Sender<Command>>,
+    replies: Receiver<(usize, Vec<Transition>)>,
+    ranges: Vec<std::ops::Range<usize>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for VecEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VecEnv")
+            .field("n", &self.n)
+            .field("threads", &self.workers.len())
+            .finish()
+    }
+}
+
+impl VecEnv {
+    /// Spreads `envs` over `threads` persistent workers (contiguous chunks).
+    pub fn new<E: Environment>(envs: Vec<E>, threads: usize) -> Result<Self> {
+        let n = envs.len();
+        if n == 0 {
+            return Err(Error::Config("at least one environment is needed".into()));
+        }
+        let num_actions = envs[0].num_actions();
+        if envs.iter().any(|e| e.num_actions() != num_actions) {
+            return Err(Error::Config(
+                "environments disagree on the action count".into(),
+            ));
+        }
+        let threads = threads.clamp(1, n);
+        let mut obs = vec![0u8; n * OBS_LEN];
+        let mut final_obs = vec![0u8; n * OBS_LEN];
+        let bufs = Buffers {
+            obs: obs.as_mut_ptr(),
+            final_obs: final_obs.as_mut_ptr(),
+        };
+        let (reply_tx, replies) = channel();
+        let mut senders = Vec::new();
+        let mut ranges = Vec::new();
+        let mut workers = Vec::new();
+        let mut envs = envs.into_iter();
+        for w in 0..threads {
+            let lo = w * n / threads;
+            let hi = (w + 1) * n / threads;
+            let mine: Vec<E> = envs.by_ref().take(hi - lo).collect();
+            let (tx, rx) = channel::<Command>();
+            let reply_tx = reply_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("env-worker-{w}"))
+                .spawn(move || worker(w, lo, mine, bufs, rx, reply_tx))
+                .map_err(|e| Error::Config(format!("cannot start an env worker thread: {e}")))?;
+            senders.push(tx);
+            ranges.push(lo..hi);
+            workers.push(handle);
+        }
+        let mut v = Self {
+            n,
+            num_actions,
+            obs,
+            final_obs,
+            transitions: vec![Transition::default(); n],
+            senders,
+            replies,
+            ranges,
+            workers,
+        };
+        v.broadcast(|_| Command::Reset)?;
+        Ok(v)
+    }
+
+    /// Number of environments.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Always false.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Number of actions.
+    pub fn num_actions(&self) -> usize {
+        self.num_actions
+    }
+
+    /// Current observations `[N, 4, 84, 84]` u8.
+    pub fn obs(&self) -> &[u8] {
+        &self.obs
+    }
+
+    /// Final observation `[4, 84, 84]` of env `i`'s last truncated episode.
+    pub fn final_obs(&self, i: usize) -> &[u8] {
+        &self.final_obs[i * OBS_LEN..(i + 1) * OBS_LEN]
+    }
+
+    /// Steps every environment with `actions[i]`; returns the N transitions.
+    pub fn step(&mut self, actions: &[usize]) -> Result<&[Transition]> {
+        if actions.len() != self.n {
+            return Err(Error::Config(format!(
+                "{} actions for {} environments",
+                actions.len(),
+                self.n
+            )));
+        }
+        let ranges = self.ranges.clone();
+        self.broadcast(|w| Command::Step(actions[ranges[w].clone()].to_vec()))?;
+        Ok(&self.transitions)
+    }
+
+    fn broadcast(&mut self, cmd: impl Fn(usize) -> Command) -> Result<()> {
+        for (w, s) in self.senders.iter().enumerate() {
+            s.send(cmd(w))
+                .map_err(|_| Error::Config("an env worker thread died".into()))?;
+        }
+        for _ in 0..self.senders.len() {
+            let (w, ts) = self
+                .replies
+                .recv()
+                .map_err(|_| Error::Config("an env worker thread died".into()))?;
+            let r = self.ranges[w].clone();
+            self.transitions[r].copy_from_slice(&ts);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VecEnv {
+    fn drop(&mut self) {
+        self.senders.clear();
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker<E: Environment>(
+    id: usize,
+    first: usize,
+    mut envs: Vec<E>,
+    bufs: Buffers,
+    rx: Receiver<Command>,
+    reply: Sender<(usize, Vec<Transition>)>,
+) {
+    let slice = |base: *mut u8, i: usize| {
+        // SAFETY: env `first + i` owns bytes [(first+i)*OBS_LEN, +OBS_LEN) of an N*OBS_LEN
+        // buffer that outlives the workers (VecEnv joins them on drop); see `Buffers`.
+        unsafe { std::slice::from_raw_parts_mut(base.add((first + i) * OBS_LEN), OBS_LEN) }
+    };
+    while let Ok(cmd) = rx.recv() {
+        let out = match cmd {
+            Command::Reset => {
+                for (i, e) in envs.iter_mut().enumerate() {
+                    e.reset(slice(bufs.obs, i));
+                }
+                vec![Transition::default(); envs.len()]
+            }
+            Command::Step(actions) => envs
+                .iter_mut()
+                .zip(actions)
+                .enumerate()
+                .map(|(i, (e, a))| {
+                    let obs = slice(bufs.obs, i);
+                    let t = e.step(a, obs);
+                    if t.terminated || t.truncated {
+                        if t.truncated {
+                            slice(bufs.final_obs, i).copy_from_slice(obs);
+                        }
+                        e.reset(obs);
+                    }
+                    t
+                })
+                .collect(),
+        };
+        if reply.send((id, out)).is_err() {
+            return;
+        }
+    }
+}
