@@ -416,17 +416,19 @@ impl AtariEnv {
                     self.emu.reset();
                 }
             }
-            if let Some(fire) = self.fire_index {
-                // baselines' FireResetEnv presses action 1 (FIRE) then action 2.
-                self.skip(self.emu.minimal_action_set()[fire], on_frame);
-                let second = self.emu.minimal_action_set()[2];
-                self.skip(second, on_frame);
-                if self.emu.game_over() {
-                    self.emu.reset();
-                }
-            }
         } else {
+            // EpisodicLife after a lost life: one no-op step in the same game.
             self.skip(ACTION_NOOP, on_frame);
+        }
+        // FireReset wraps EpisodicLife in baselines' `wrap_deepmind`, so it runs at every
+        // learning-episode start: FIRE, then action index 2.
+        if let Some(fire) = self.fire_index {
+            self.skip(self.emu.minimal_action_set()[fire], on_frame);
+            let second = self.emu.minimal_action_set()[2];
+            self.skip(second, on_frame);
+            if self.emu.game_over() {
+                self.emu.reset();
+            }
         }
         self.lives = self.emu.lives();
         self.real_done = false;

@@ -93,3 +93,33 @@ fn infer_does_not_depend_on_libtorch() {
         );
     }
 }
+
+#[test]
+fn episodic_life_ends_learning_episodes_and_fire_reset_relaunches_the_ball() {
+    use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
+    let emu = Emulator::new(&rom("breakout"), EmulatorConfig::default()).expect("emu");
+    let cfg = AtariConfig {
+        episodic_life: true,
+        clip_reward: true,
+        ..AtariConfig::default()
+    };
+    let mut env = AtariEnv::new(emu, cfg, 1);
+    env.reset();
+    // Only NOOPs: the ball FireReset launched is missed; each lost life ends a learning
+    // episode but not the game. Without FIRE after each life loss Breakout would wait forever
+    // and no second life would be lost.
+    let mut lives_lost = 0;
+    for _ in 0..5_000 {
+        let s = env.step(0);
+        if s.terminated {
+            lives_lost += 1;
+            if s.game_over {
+                break;
+            }
+            assert_eq!(env.emulator().lives(), 5 - lives_lost);
+            env.reset();
+        }
+    }
+    assert_eq!(lives_lost, 5, "all five lives should be lost to NOOPs");
+    assert!(env.emulator().game_over());
+}
