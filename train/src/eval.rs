@@ -52,7 +52,7 @@ pub fn evaluate(
     let emu = Emulator::new(
         rom,
         EmulatorConfig {
-            seed: ((seed % 0x7fff_fffe) + 1) as u32,
+            seed: cartridge_infer::seed::ale(seed),
             sticky,
         },
     )?;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use cartridge_export::{Algo, Metadata};
 use cartridge_infer::rom::{Rom, RomSearch};
+use cartridge_infer::seed::derive;
 use serde::Serialize;
 use tch::Device;
 
@@ -19,14 +20,6 @@ use crate::model::ActorCritic;
 use crate::ppo::{rollout, stop_requested, update, Storage, Timings};
 use crate::vecenv::{AtariTrainEnv, VecEnv};
 use crate::{Error, Result};
-
-/// splitmix64 of `(seed, stream)`: independent seeds for envs, iterations and evaluation.
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed.wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// Figures printed by `--bench`.
 #[derive(Debug, Clone, Serialize)]
@@ -143,7 +136,7 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
         .map(|i| {
             AtariTrainEnv::new(
                 &rom,
-                derive_seed(a.seed, 1 + i as u64 + 1000 * state.resumes),
+                derive(a.seed, 1 + i as u64 + 1000 * state.resumes),
                 a.sticky,
             )
         })
@@ -210,7 +203,7 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     let mut last_saved = state.global_step;
     let first = state.iteration + 1;
     for iteration in first..=cfg.num_iterations {
-        tch::manual_seed(derive_seed(a.seed, 1_000_000 + iteration) as i64);
+        tch::manual_seed(derive(a.seed, 1_000_000 + iteration) as i64);
         let frac = cfg.frac(iteration);
         adam.lr = if a.anneal_lr {
             frac * a.learning_rate
@@ -371,7 +364,7 @@ fn finish(
         &onnx,
         rom,
         cfg.args.eval_episodes,
-        derive_seed(cfg.args.seed, 7),
+        derive(cfg.args.seed, 7),
         0.0,
     )?;
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Log(e.to_string()))?;

@@ -60,7 +60,7 @@ impl AtariTrainEnv {
         let emu = Emulator::new(
             rom,
             EmulatorConfig {
-                seed: ((seed % 0x7fff_fffe) + 1) as u32,
+                seed: cartridge_infer::seed::ale(seed),
                 sticky,
             },
         )?;

@@ -14,6 +14,7 @@ use cartridge_infer::policy::{Algo, ModelOverrides, Policy};
 use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
 use cartridge_infer::record::GifRecorder;
 use cartridge_infer::rom::RomSearch;
+use cartridge_infer::seed;
 use cartridge_infer::select::{ActionSelector, Selection};
 use cartridge_infer::stats::{percentile, process_cpu_seconds};
 use cartridge_infer::window::{display_available, GameWindow, WindowEvent};
@@ -242,14 +243,6 @@ fn print_rom_info(a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// splitmix64: spreads a user seed into independent, never-zero seeds.
-fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed.wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)).max(1)
-}
-
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.rom_info {
@@ -261,7 +254,7 @@ fn run() -> anyhow::Result<()> {
     }
     .resolve(&cfg.rom)?;
     let mut policy = Policy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
-    let emu_seed = (derive_seed(cfg.seed, 1) as u32).max(1);
+    let emu_seed = seed::ale(seed::derive(cfg.seed, 1));
     let emu = Emulator::new(
         &rom,
         EmulatorConfig {
@@ -274,7 +267,7 @@ fn run() -> anyhow::Result<()> {
     let selection = cfg
         .selection_override
         .unwrap_or_else(|| Selection::default_for(info.algo));
-    let mut selector = ActionSelector::new(selection, derive_seed(cfg.seed, 2));
+    let mut selector = ActionSelector::new(selection, seed::derive(cfg.seed, 2));
     let env_cfg = AtariConfig {
         noop_max: cfg.noop_max,
         max_episode_frames: cfg.max_frames,
@@ -282,7 +275,7 @@ fn run() -> anyhow::Result<()> {
         ..AtariConfig::default()
     };
     let frame_ms = 1000 * env_cfg.frame_skip / 60;
-    let mut env = AtariEnv::new(emu, env_cfg, derive_seed(cfg.seed, 3));
+    let mut env = AtariEnv::new(emu, env_cfg, seed::derive(cfg.seed, 3));
     let window = if cfg.headless {
         None
     } else {
