@@ -73,13 +73,8 @@ impl RunLog {
         let mut recent = VecDeque::new();
         if let Some(step) = resume_step {
             if csv_path.exists() {
-                let mut r = csv::Reader::from_path(&csv_path).map_err(log_err)?;
-                for row in r.deserialize::<MetricsRow>() {
-                    let row = row.map_err(log_err)?;
-                    if row.global_step <= step {
-                        history.push(row);
-                    }
-                }
+                history = read_metrics(&csv_path)?;
+                history.retain(|r| r.global_step <= step);
             }
             if ep_path.exists() {
                 let mut kept = Vec::new();
@@ -197,6 +192,15 @@ impl RunLog {
     }
 }
 
+/// Reads a `metrics.csv`.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
+    let mut r =
+        csv::Reader::from_path(path).map_err(|e| Error::Log(format!("{}: {e}", path.display())))?;
+    r.deserialize::<MetricsRow>()
+        .map(|row| row.map_err(|e| Error::Log(format!("{}: {e}", path.display()))))
+        .collect()
+}
+
 /// Registers a system sans-serif font for plot text; false if none is found (plots are then
 /// drawn without text).
 fn font_available() -> bool {
@@ -256,6 +260,7 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
             chart
                 .configure_mesh()
                 .x_desc("agent steps")
+                .x_label_formatter(&steps_label)
                 .draw()
                 .map_err(log_err)?;
         }
@@ -283,6 +288,7 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
             chart
                 .configure_mesh()
                 .x_desc("agent steps")
+                .x_label_formatter(&steps_label)
                 .draw()
                 .map_err(log_err)?;
         }
@@ -312,6 +318,15 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
     }
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Axis labels for agent steps: 512, 25k, 1.5M.
+fn steps_label(x: &f64) -> String {
+    match *x {
+        x if x >= 1e6 => format!("{:.1}M", x / 1e6),
+        x if x >= 1e4 => format!("{:.0}k", x / 1e3),
+        x => format!("{x:.0}"),
+    }
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {

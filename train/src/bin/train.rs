@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cartridge_train::config::PpoArgs;
+use cartridge_train::logger::{plot_curve, read_metrics};
 use cartridge_train::run::{train_ppo, Outcome};
 
 /// Train Atari agents from pixels with libtorch.
@@ -24,6 +25,14 @@ struct Cli {
 enum Algo {
     /// Proximal Policy Optimization (Schulman et al. 2017), CleanRL ppo_atari.py semantics.
     Ppo(PpoArgs),
+    /// Redraw RUN/curve.png from RUN/metrics.csv.
+    Plot {
+        /// The run folder.
+        run: std::path::PathBuf,
+        /// Plot title.
+        #[arg(long, default_value = "training curve")]
+        title: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,7 +46,15 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let Algo::Ppo(args) = Cli::parse().algo;
+    let args = match Cli::parse().algo {
+        Algo::Ppo(args) => args,
+        Algo::Plot { run, title } => {
+            let rows = read_metrics(&run.join("metrics.csv"))?;
+            plot_curve(&run.join("curve.png"), &title, &rows)?;
+            println!("wrote {}", run.join("curve.png").display());
+            return Ok(());
+        }
+    };
     match train_ppo(&args)? {
         Outcome::Bench(b) => println!("{}", serde_json::to_string(&b)?),
         Outcome::Trained {
