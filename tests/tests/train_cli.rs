@@ -150,7 +150,10 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     std::fs::remove_file(dir.join("curve.png")).expect("rm");
     let o = run(Command::new(bin("train")).arg("plot").arg(&dir));
     assert!(o.status.success(), "{:?}", texts(&o));
-    assert_eq!(&std::fs::read(dir.join("curve.png")).expect("png")[1..4], b"PNG");
+    assert_eq!(
+        &std::fs::read(dir.join("curve.png")).expect("png")[1..4],
+        b"PNG"
+    );
 
     // 3. play runs the exported model.
     let o = run(Command::new(bin("play")).arg(dir.join("model.onnx")).args([

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Algo {
     /// Proximal Policy Optimization (Schulman et al. 2017), CleanRL ppo_atari.py semantics.
-    Ppo(PpoArgs),
+    Ppo(Box<PpoArgs>),
     /// Redraw RUN/curve.png from RUN/metrics.csv.
     Plot {
         /// The run folder.
