@@ -8,11 +8,13 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod config;
+pub mod dqn;
 pub mod eval;
 pub mod gae;
 pub mod logger;
 pub mod model;
 pub mod ppo;
+pub mod replay;
 pub mod run;
 pub mod vecenv;
 

@@ -1,0 +1,400 @@
+//! Replay memory for DQN that stores every 84x84 frame once and rebuilds the 4-frame stacks
+//! at sample time (the layout of DeepMind's original DQN and Dopamine's
+//! `OutOfGraphReplayBuffer`, rather than CleanRL's stacked storage, which needs about 28 GB
+//! for 1M transitions).
+//!
+//! One ring of frames per environment. A slot holds the newest frame of one observation plus
+//! the action, reward and flags of the transition taken from it. When an episode ends, the
+//! final observation's frame goes into a *terminal* slot (never sampled, only read as the
+//! next observation, which a truncated transition bootstraps from) and the next episode starts
+//! in a new slot flagged *first*. A stack never reaches back past its episode's first slot:
+//! older positions repeat the first frame, as FrameStack's reset fill does. Sampling draws a
+//! transition uniformly and only from slots whose stack and next stack are still in the ring.
+//!
+//! Memory: `capacity * 7056` bytes of frames plus 6 bytes of metadata per slot
+//! (1M transitions: 7.06 GB).
+
+use rand::Rng;
+
+use cartridge_infer::preprocess::FRAME_LEN;
+
+use crate::{Error, Result};
+
+const FIRST: u8 = 1;
+const TERMINAL_SLOT: u8 = 2;
+const TERMINATED: u8 = 4;
+const TRUNCATED: u8 = 8;
+
+/// Frames per observation.
+pub const STACK: usize = 4;
+
+/// Bytes a memory of `capacity` transitions needs.
+pub fn bytes_needed(capacity: usize) -> u64 {
+    capacity as u64 * (FRAME_LEN as u64 + 6)
+}
+
+#[derive(Debug)]
+struct Ring {
+    frames: Vec<u8>,
+    actions: Vec<u8>,
+    rewards: Vec<f32>,
+    flags: Vec<u8>,
+    /// Slots written so far (logical index of the next slot).
+    count: u64,
+}
+
+impl Ring {
+    fn new(cap: usize) -> Self {
+        Self {
+            frames: vec![0; cap * FRAME_LEN],
+            actions: vec![0; cap],
+            rewards: vec![0.0; cap],
+            flags: vec![0; cap],
+            count: 0,
+        }
+    }
+
+    fn cap(&self) -> u64 {
+        self.flags.len() as u64
+    }
+
+    fn slot(&self, logical: u64) -> usize {
+        (logical % self.cap()) as usize
+    }
+
+    fn oldest(&self) -> u64 {
+        self.count.saturating_sub(self.cap())
+    }
+
+    fn write(&mut self, frame: &[u8], flags: u8) {
+        let s = self.slot(self.count);
+        self.frames[s * FRAME_LEN..(s + 1) * FRAME_LEN].copy_from_slice(frame);
+        self.flags[s] = flags;
+        self.actions[s] = 0;
+        self.rewards[s] = 0.0;
+        self.count += 1;
+    }
+
+    /// Logical indices of the 4 frames of the stack ending at `t`, oldest first.
+    fn stack_indices(&self, t: u64) -> [u64; STACK] {
+        let mut idx = [t; STACK];
+        let mut cur = t;
+        for k in (0..STACK - 1).rev() {
+            if self.flags[self.slot(cur)] & FIRST == 0 && cur > 0 {
+                cur -= 1;
+            }
+            idx[k] = cur;
+        }
+        idx
+    }
+
+    fn write_stack(&self, t: u64, out: &mut [u8]) {
+        for (k, l) in self.stack_indices(t).iter().enumerate() {
+            let s = self.slot(*l);
+            out[k * FRAME_LEN..(k + 1) * FRAME_LEN]
+                .copy_from_slice(&self.frames[s * FRAME_LEN..(s + 1) * FRAME_LEN]);
+        }
+    }
+
+    /// Sampleable logical range `[lo, hi]`: the stack of `t` (3 slots back) and `t + 1` must be
+    /// in the ring.
+    fn range(&self) -> Option<(u64, u64)> {
+        let lo = self.oldest() + (STACK as u64 - 1);
+        let hi = self.count.checked_sub(2)?;
+        (lo <= hi).then_some((lo, hi))
+    }
+}
+
+/// A sampled minibatch. Observations are `[B, 4, 84, 84]` u8, oldest frame first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Observations the actions were taken from.
+    pub obs: Vec<u8>,
+    /// Observations after the actions (the final observation at an episode end).
+    pub next_obs: Vec<u8>,
+    /// Action indices.
+    pub actions: Vec<i64>,
+    /// Rewards (as stored: clipped for Atari training).
+    pub rewards: Vec<f32>,
+    /// 1.0 where the episode terminated (no bootstrap), else 0.0; truncation is not termination.
+    pub terminated: Vec<f32>,
+}
+
+/// Frame-deduplicating replay memory for `num_envs` environments.
+#[derive(Debug)]
+pub struct ReplayMemory {
+    rings: Vec<Ring>,
+}
+
+impl ReplayMemory {
+    /// A memory holding about `capacity` transitions in total (`capacity / num_envs` per
+    /// environment, at least 8). Errors if it cannot hold a single stack.
+    pub fn new(capacity: usize, num_envs: usize) -> Result<Self> {
+        let per_env = capacity / num_envs.max(1);
+        if num_envs == 0 || per_env < 8 {
+            return Err(Error::Config(format!(
+                "a replay memory of {capacity} transitions for {num_envs} envs is too small \
+                 (at least 8 per environment)"
+            )));
+        }
+        Ok(Self {
+            rings: (0..num_envs).map(|_| Ring::new(per_env)).collect(),
+        })
+    }
+
+    /// Starts an episode of env `env` with its first observation's newest frame `[84, 84]`.
+    pub fn start_episode(&mut self, env: usize, frame: &[u8]) {
+        self.rings[env].write(frame, FIRST);
+    }
+
+    /// Records the transition from env `env`'s latest observation: `action`, `reward`, how it
+    /// ended, and the newest frame of the next observation (the final one if the episode
+    /// ended; call [`Self::start_episode`] with the reset frame next).
+    pub fn push(
+        &mut self,
+        env: usize,
+        action: usize,
+        reward: f32,
+        terminated: bool,
+        truncated: bool,
+        next_frame: &[u8],
+    ) {
+        let ring = &mut self.rings[env];
+        debug_assert!(ring.count > 0, "start_episode first");
+        let s = ring.slot(ring.count - 1);
+        ring.actions[s] = action as u8;
+        ring.rewards[s] = reward;
+        ring.flags[s] |=
+            if terminated { TERMINATED } else { 0 } | if truncated { TRUNCATED } else { 0 };
+        let flags = if terminated || truncated {
+            TERMINAL_SLOT
+        } else {
+            0
+        };
+        ring.write(next_frame, flags);
+    }
+
+    /// Sampleable transitions now (terminal slots aside, an upper bound).
+    pub fn len(&self) -> usize {
+        self.rings
+            .iter()
+            .map(|r| r.range().map_or(0, |(lo, hi)| (hi - lo + 1) as usize))
+            .sum()
+    }
+
+    /// Whether nothing can be sampled yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The stack `[4, 84, 84]` ending at logical slot `t` of env `env` (for tests and tools).
+    pub fn stack(&self, env: usize, t: u64) -> Vec<u8> {
+        let mut out = vec![0; STACK * FRAME_LEN];
+        self.rings[env].write_stack(t, &mut out);
+        out
+    }
+
+    /// Draws `batch` transitions uniformly (with replacement) over all environments.
+    /// Errors if nothing is sampleable yet.
+    pub fn sample(&self, batch: usize, rng: &mut impl Rng) -> Result<Batch> {
+        let sizes: Vec<u64> = self
+            .rings
+            .iter()
+            .map(|r| r.range().map_or(0, |(lo, hi)| hi - lo + 1))
+            .collect();
+        let total: u64 = sizes.iter().sum();
+        if total == 0 {
+            return Err(Error::Config(
+                "the replay memory has no complete transition yet".into(),
+            ));
+        }
+        let obs_len = STACK * FRAME_LEN;
+        let mut b = Batch {
+            obs: vec![0; batch * obs_len],
+            next_obs: vec![0; batch * obs_len],
+            ..Batch::default()
+        };
+        let mut i = 0;
+        while i < batch {
+            let mut k = rng.random_range(0..total);
+            let env = sizes
+                .iter()
+                .position(|&s| {
+                    let hit = k < s;
+                    if !hit {
+                        k -= s;
+                    }
+                    hit
+                })
+                .unwrap_or(0);
+            let ring = &self.rings[env];
+            let Some((lo, _)) = ring.range() else {
+                continue;
+            };
+            let t = lo + k;
+            let s = ring.slot(t);
+            if ring.flags[s] & TERMINAL_SLOT != 0 {
+                continue;
+            }
+            ring.write_stack(t, &mut b.obs[i * obs_len..(i + 1) * obs_len]);
+            ring.write_stack(t + 1, &mut b.next_obs[i * obs_len..(i + 1) * obs_len]);
+            b.actions.push(ring.actions[s] as i64);
+            b.rewards.push(ring.rewards[s]);
+            b.terminated.push(if ring.flags[s] & TERMINATED != 0 {
+                1.0
+            } else {
+                0.0
+            });
+            i += 1;
+        }
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn f(v: u8) -> Vec<u8> {
+        vec![v; FRAME_LEN]
+    }
+
+    /// The first byte of each frame of a stack.
+    fn ids(stack: &[u8]) -> Vec<u8> {
+        stack.chunks(FRAME_LEN).map(|c| c[0]).collect()
+    }
+
+    #[test]
+    fn episode_start_repeats_the_first_frame() {
+        let mut m = ReplayMemory::new(16, 1).expect("mem");
+        m.start_episode(0, &f(10));
+        m.push(0, 1, 0.0, false, false, &f(11));
+        m.push(0, 2, 1.0, false, false, &f(12));
+        // Slot 0: [10 10 10 10]; slot 1: [10 10 10 11]; slot 2: [10 10 11 12].
+        assert_eq!(ids(&m.stack(0, 0)), [10, 10, 10, 10]);
+        assert_eq!(ids(&m.stack(0, 1)), [10, 10, 10, 11]);
+        assert_eq!(ids(&m.stack(0, 2)), [10, 10, 11, 12]);
+    }
+
+    #[test]
+    fn stacks_never_mix_two_episodes() {
+        let mut m = ReplayMemory::new(16, 1).expect("mem");
+        m.start_episode(0, &f(1));
+        m.push(0, 0, 0.0, false, false, &f(2));
+        m.push(0, 0, 0.0, true, false, &f(3)); // final frame 3 in a terminal slot (slot 2)
+        m.start_episode(0, &f(50)); // slot 3
+        m.push(0, 0, 0.0, false, false, &f(51)); // slot 4
+        assert_eq!(
+            ids(&m.stack(0, 2)),
+            [1, 1, 2, 3],
+            "next obs of the terminated step"
+        );
+        assert_eq!(ids(&m.stack(0, 3)), [50, 50, 50, 50]);
+        assert_eq!(ids(&m.stack(0, 4)), [50, 50, 50, 51]);
+    }
+
+    #[test]
+    fn wrap_around_reads_the_right_slots() {
+        // 8 slots; 13 frames of one episode: logical 5..=12 remain, frames 100..=112.
+        let mut m = ReplayMemory::new(8, 1).expect("mem");
+        m.start_episode(0, &f(100));
+        for v in 101..=112 {
+            m.push(0, 0, 0.0, false, false, &f(v));
+        }
+        assert_eq!(ids(&m.stack(0, 12)), [109, 110, 111, 112]);
+        assert_eq!(ids(&m.stack(0, 8)), [105, 106, 107, 108]);
+        // Sampleable t: 5 + 3 = 8 ..= 12 - 1 = 11 -> 4 transitions.
+        assert_eq!(m.len(), 4);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let b = m.sample(200, &mut rng).expect("sample");
+        for i in 0..200 {
+            let o = ids(&b.obs[i * 4 * FRAME_LEN..(i + 1) * 4 * FRAME_LEN]);
+            let n = ids(&b.next_obs[i * 4 * FRAME_LEN..(i + 1) * 4 * FRAME_LEN]);
+            assert!(
+                (108..=111).contains(&o[3]),
+                "sampled an overwritten or unfinished slot: {o:?}"
+            );
+            assert_eq!(o, [o[3] - 3, o[3] - 2, o[3] - 1, o[3]]);
+            assert_eq!(n, [o[3] - 2, o[3] - 1, o[3], o[3] + 1]);
+        }
+    }
+
+    #[test]
+    fn sampling_matches_a_naive_reference_across_envs_episodes_and_wraps() {
+        // Two envs, random episode lengths, tiny rings that wrap many times. Every sampled
+        // transition must equal what a naive log of whole episodes says.
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
+        let mut m = ReplayMemory::new(2 * 23, 2).expect("mem");
+        // The reference: per env, the list of (episode id, frame id) written, and per written
+        // slot its action / reward / termination.
+        let mut frame_id: u32 = 0;
+        let mut log: Vec<Vec<(u32, u8, bool, bool)>> = vec![Vec::new(), Vec::new()]; // (episode, frame, first, terminal_slot)
+        let mut episode = [0u32; 2];
+        let next = |v: &mut u32| {
+            *v += 1;
+            (*v % 251) as u8
+        };
+        for e in 0..2 {
+            let fr = next(&mut frame_id);
+            m.start_episode(e, &f(fr));
+            log[e].push((episode[e], fr, true, false));
+        }
+        for step in 0..2000 {
+            for e in 0..2 {
+                let fr = next(&mut frame_id);
+                let done = rng.random_range(0..9) == 0;
+                let trunc = done && rng.random_bool(0.3);
+                m.push(e, step % 4, 1.0, done && !trunc, trunc, &f(fr));
+                log[e].push((episode[e], fr, false, done));
+                if done {
+                    episode[e] += 1;
+                    let fr = next(&mut frame_id);
+                    m.start_episode(e, &f(fr));
+                    log[e].push((episode[e], fr, true, false));
+                }
+            }
+            if step > 20 && step % 50 == 0 {
+                let b = m.sample(64, &mut rng).expect("sample");
+                for i in 0..64 {
+                    let o = ids(&b.obs[i * 4 * FRAME_LEN..(i + 1) * 4 * FRAME_LEN]);
+                    let n = ids(&b.next_obs[i * 4 * FRAME_LEN..(i + 1) * 4 * FRAME_LEN]);
+                    // Find the slot in either env's recent log whose stacks match.
+                    let found = (0..2).any(|e| {
+                        let l = &log[e];
+                        let oldest = l.len().saturating_sub(23);
+                        (oldest + 3..l.len() - 1).any(|t| {
+                            if l[t].3 {
+                                return false;
+                            }
+                            let stack = |t: usize| {
+                                let ep = l[t].0;
+                                let mut out = Vec::new();
+                                for k in (0..4).rev() {
+                                    let mut j = t.saturating_sub(k);
+                                    while l[j].0 != ep {
+                                        j += 1;
+                                    }
+                                    out.push(l[j].1);
+                                }
+                                out
+                            };
+                            stack(t) == o && stack(t + 1) == n
+                        })
+                    });
+                    assert!(
+                        found,
+                        "step {step}: sampled {o:?} -> {n:?} is not a valid transition"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn memory_figure_for_one_million() {
+        // 1M transitions: 1e6 * (7056 + 6) bytes = 7.062 GB <= 7.2 GB.
+        assert_eq!(bytes_needed(1_000_000), 7_062_000_000);
+    }
+}
