@@ -245,78 +245,81 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
         };
         let (top, bottom) = root.split_vertically(360);
         let max_x = rows.iter().map(|r| r.global_step).max().unwrap_or(1).max(1) as f64;
-        let returns: Vec<(f64, f64)> = rows
-            .iter()
-            .filter_map(|r| r.episodic_return.map(|v| (r.global_step as f64, v)))
-            .collect();
-        let (lo, hi) = bounds(returns.iter().map(|p| p.1));
-        let mut c = ChartBuilder::on(&top);
-        c.margin(10).x_label_area_size(30).y_label_area_size(50);
-        if text {
-            c.caption("mean raw return, last 100 games", ("sans-serif", 16));
-        }
-        let mut chart = c.build_cartesian_2d(0.0..max_x, lo..hi).map_err(log_err)?;
-        if text {
-            chart
-                .configure_mesh()
-                .x_desc("agent steps")
-                .x_label_formatter(&steps_label)
-                .draw()
-                .map_err(log_err)?;
-        }
-        chart
-            .draw_series(LineSeries::new(returns, BLUE.stroke_width(2)))
-            .map_err(log_err)?;
-
-        type Series = (&'static str, RGBColor, fn(&MetricsRow) -> f64);
-        let series: [Series; 3] = [
-            ("pg_loss", RED, |r| r.pg_loss),
-            ("v_loss", GREEN, |r| r.v_loss),
-            ("entropy", MAGENTA, |r| r.entropy),
-        ];
-        let (lo, hi) = bounds(
+        let series = |f: fn(&MetricsRow) -> Option<f64>| -> Vec<(f64, f64)> {
             rows.iter()
-                .flat_map(|r| series.iter().map(move |s| (s.2)(r))),
-        );
-        let mut c = ChartBuilder::on(&bottom);
-        c.margin(10).x_label_area_size(30).y_label_area_size(50);
-        if text {
-            c.caption("losses", ("sans-serif", 16));
-        }
-        let mut chart = c.build_cartesian_2d(0.0..max_x, lo..hi).map_err(log_err)?;
-        if text {
-            chart
-                .configure_mesh()
-                .x_desc("agent steps")
-                .x_label_formatter(&steps_label)
-                .draw()
-                .map_err(log_err)?;
-        }
-        for (name, color, f) in series {
-            let s = chart
-                .draw_series(LineSeries::new(
-                    rows.iter()
-                        .map(|r| (r.global_step as f64, f(r)))
-                        .filter(|p| p.1.is_finite()),
-                    color.stroke_width(2),
-                ))
-                .map_err(log_err)?;
-            if text {
-                s.label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            }
-        }
-        if text {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(log_err)?;
-        }
+                .filter_map(|r| f(r).map(|v| (r.global_step as f64, v)))
+                .filter(|p| p.1.is_finite())
+                .collect()
+        };
+        panel(
+            &top,
+            "mean raw return, last 100 games",
+            text,
+            max_x,
+            vec![("return", BLUE, series(|r| r.episodic_return))],
+        )?;
+        panel(
+            &bottom,
+            "losses",
+            text,
+            max_x,
+            vec![
+                ("pg_loss", RED, series(|r| Some(r.pg_loss))),
+                ("v_loss", GREEN, series(|r| Some(r.v_loss))),
+                ("entropy", MAGENTA, series(|r| Some(r.entropy))),
+            ],
+        )?;
         root.present().map_err(log_err)?;
     }
     std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+type Line = (&'static str, plotters::style::RGBColor, Vec<(f64, f64)>);
+
+/// One chart of `lines` against agent steps; text (caption, axes, legend) only when a font
+/// is available.
+fn panel<DB: plotters::prelude::DrawingBackend>(
+    area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    text: bool,
+    max_x: f64,
+    lines: Vec<Line>,
+) -> Result<()> {
+    use plotters::prelude::*;
+    let (lo, hi) = bounds(lines.iter().flat_map(|l| l.2.iter().map(|p| p.1)));
+    let mut c = ChartBuilder::on(area);
+    c.margin(10).x_label_area_size(30).y_label_area_size(50);
+    if text {
+        c.caption(caption, ("sans-serif", 16));
+    }
+    let mut chart = c.build_cartesian_2d(0.0..max_x, lo..hi).map_err(log_err)?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_desc("agent steps")
+            .x_label_formatter(&steps_label)
+            .draw()
+            .map_err(log_err)?;
+    }
+    let legend = lines.len() > 1 && text;
+    for (name, color, points) in lines {
+        let s = chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(log_err)?;
+        if legend {
+            s.label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if legend {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(log_err)?;
+    }
     Ok(())
 }
 
