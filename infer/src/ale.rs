@@ -36,6 +36,16 @@ pub struct EmulatorConfig {
     pub sticky: f32,
 }
 
+impl EmulatorConfig {
+    /// Settings from any u64 seed (mapped to a valid ALE seed by [`crate::seed::ale`]).
+    pub fn seeded(seed: u64, sticky: f32) -> Self {
+        Self {
+            seed: crate::seed::ale(seed),
+            sticky,
+        }
+    }
+}
+
 impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {

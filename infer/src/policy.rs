@@ -185,6 +185,8 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
 pub struct Policy {
     session: Session,
     info: ModelInfo,
+    /// Position of `info.decision_output` among the session's outputs.
+    decision_index: usize,
     scratch_f32: Vec<f32>,
 }
 
@@ -243,9 +245,15 @@ impl Policy {
                 ))
             })?;
         let info = inspect(&session, overrides).map_err(invalid)?;
+        let decision_index = session
+            .outputs()
+            .iter()
+            .position(|o| o.name() == info.decision_output)
+            .unwrap_or(0);
         Ok(Self {
             session,
             info,
+            decision_index,
             scratch_f32: Vec::new(),
         })
     }
@@ -310,7 +318,6 @@ impl Policy {
     pub fn forward(&mut self, obs: &[u8], batch: usize) -> Result<Vec<NamedOutput>> {
         let run_err = |e: ort::Error| Error::Inference(e.to_string());
         let shape = [batch, self.info.frame_stack, 84, 84];
-        let floats: Vec<f32>;
         let outputs = match self.info.input {
             InputType::U8 => {
                 let t = TensorRef::from_array_view((shape, obs)).map_err(run_err)?;
@@ -318,8 +325,10 @@ impl Policy {
                     .run(ort::inputs![self.info.input_name.as_str() => t])
             }
             InputType::F32 => {
-                floats = obs.iter().map(|&v| v as f32).collect();
-                let t = TensorRef::from_array_view((shape, floats.as_slice())).map_err(run_err)?;
+                self.scratch_f32.clear();
+                self.scratch_f32.extend(obs.iter().map(|&v| v as f32));
+                let t = TensorRef::from_array_view((shape, self.scratch_f32.as_slice()))
+                    .map_err(run_err)?;
                 self.session
                     .run(ort::inputs![self.info.input_name.as_str() => t])
             }
@@ -339,30 +348,16 @@ impl Policy {
 
     /// Runs the network on one observation `[4, 84, 84]` u8 and returns the decision output.
     pub fn decide(&mut self, obs: &[u8]) -> Result<Decision> {
-        let shape = [1usize, self.info.frame_stack, 84, 84];
-        let run_err = |e: ort::Error| Error::Inference(e.to_string());
-        let outputs = match self.info.input {
-            InputType::U8 => {
-                let t = TensorRef::from_array_view((shape, obs)).map_err(run_err)?;
-                self.session
-                    .run(ort::inputs![self.info.input_name.as_str() => t])
-                    .map_err(run_err)?
-            }
-            InputType::F32 => {
-                self.scratch_f32.clear();
-                self.scratch_f32.extend(obs.iter().map(|&v| v as f32));
-                let t = TensorRef::from_array_view((shape, self.scratch_f32.as_slice()))
-                    .map_err(run_err)?;
-                self.session
-                    .run(ort::inputs![self.info.input_name.as_str() => t])
-                    .map_err(run_err)?
-            }
-        };
-        let (_, scores) = outputs[self.info.decision_output.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(run_err)?;
+        let mut outs = self.forward(obs, 1)?;
+        let i = self.decision_index;
+        if i >= outs.len() {
+            return Err(Error::Inference(format!(
+                "output `{}` missing",
+                self.info.decision_output
+            )));
+        }
         Ok(Decision {
-            scores: scores.to_vec(),
+            scores: outs.swap_remove(i).values,
         })
     }
 }

@@ -49,13 +49,7 @@ pub fn evaluate(
     sticky: f32,
 ) -> Result<EvalReport> {
     let mut policy = Policy::load(model, 1, &ModelOverrides::default())?;
-    let emu = Emulator::new(
-        rom,
-        EmulatorConfig {
-            seed: cartridge_infer::seed::ale(seed),
-            sticky,
-        },
-    )?;
+    let emu = Emulator::new(rom, EmulatorConfig::seeded(seed, sticky))?;
     policy.check_against(rom, emu.minimal_action_set())?;
     let selection = Selection::default_for(policy.info().algo);
     let mut selector = ActionSelector::new(selection, seed ^ 0x5eed);

@@ -57,13 +57,7 @@ pub struct AtariTrainEnv {
 impl AtariTrainEnv {
     /// A training env for `rom` with its own emulator seed (non-zero) and NoopReset seed.
     pub fn new(rom: &Rom, seed: u64, sticky: f32) -> Result<Self> {
-        let emu = Emulator::new(
-            rom,
-            EmulatorConfig {
-                seed: cartridge_infer::seed::ale(seed),
-                sticky,
-            },
-        )?;
+        let emu = Emulator::new(rom, EmulatorConfig::seeded(seed, sticky))?;
         let cfg = AtariConfig {
             episodic_life: true,
             clip_reward: true,

@@ -254,13 +254,9 @@ fn run() -> anyhow::Result<()> {
     }
     .resolve(&cfg.rom)?;
     let mut policy = Policy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
-    let emu_seed = seed::ale(seed::derive(cfg.seed, 1));
     let emu = Emulator::new(
         &rom,
-        EmulatorConfig {
-            seed: emu_seed,
-            sticky: cfg.sticky,
-        },
+        EmulatorConfig::seeded(seed::derive(cfg.seed, 1), cfg.sticky),
     )?;
     policy.check_against(&rom, emu.minimal_action_set())?;
     let info = policy.info().clone();
