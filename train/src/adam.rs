@@ -61,6 +61,16 @@ impl Adam {
     }
 }
 
+/// Zeroes the gradients of `params` (those that have one), as `optimizer.zero_grad()`.
+pub fn zero_grad(params: &[Tensor]) {
+    for p in params {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+}
+
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm before
 /// clipping (as `clip_grad_norm_`: coefficient `max_norm / (norm + 1e-6)`, applied when < 1).
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {

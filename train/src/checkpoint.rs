@@ -3,7 +3,9 @@
 //! - `model.safetensors`: the network in the DESIGN.md checkpoint format (written by
 //!   [`cartridge_export::Checkpoint`], metadata with the full args as JSON);
 //! - `optimizer.safetensors`: Adam's moments `m.<param>`, `v.<param>` and its step count;
-//! - `state.json`: counters ([`RunState`]).
+//! - `state.json`: counters ([`RunState`]);
+//! - DQN only: `target.safetensors` (the target network, same format as the model) and, with
+//!   `--save-replay`, `replay.bin` ([`ReplayMemory::save`]).
 //!
 //! Each file is written atomically, then `RUN/checkpoints/latest` (the folder name) is
 //! replaced atomically, so an interrupted save leaves the previous checkpoint in charge.
@@ -12,23 +14,26 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cartridge_export::{write_atomic, Checkpoint, Metadata};
+use cartridge_export::{param_specs, write_atomic, Algo, Checkpoint, Tensors};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::adam::Adam;
 use crate::config::PpoArgs;
-use crate::model::{to_export, ActorCritic};
+use crate::model::to_export;
+use crate::replay::ReplayMemory;
 use crate::{Error, Result};
 
 /// Counters a resumed run continues from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunState {
+pub struct RunState<A = PpoArgs> {
     /// Agent steps taken (all environments).
     pub global_step: u64,
-    /// Iterations completed (each `num_envs * num_steps` agent steps).
+    /// Iterations completed (PPO: rollouts of `num_envs * num_steps` agent steps; DQN:
+    /// gradient steps).
     pub iteration: u64,
     /// Full games finished.
     pub episodes: u64,
@@ -37,7 +42,36 @@ pub struct RunState {
     /// Times the run was resumed; seeds fresh environment streams on each resume.
     pub resumes: u64,
     /// The learning arguments (what a resumed run must keep).
-    pub args: PpoArgs,
+    pub args: A,
+}
+
+impl<A> RunState<A> {
+    /// Counters of a new run.
+    pub fn new(args: A) -> Self {
+        Self {
+            global_step: 0,
+            iteration: 0,
+            episodes: 0,
+            train_seconds: 0.0,
+            resumes: 0,
+            args,
+        }
+    }
+}
+
+/// What a checkpoint holds besides the counters.
+#[derive(Debug)]
+pub struct Snapshot<'a> {
+    /// Which network `model` is.
+    pub algo: Algo,
+    /// Network weights and metadata.
+    pub model: Checkpoint,
+    /// The optimizer of `model`'s parameters (in [`param_specs`] order).
+    pub adam: &'a Adam,
+    /// DQN's target network.
+    pub target: Option<Tensors>,
+    /// DQN's replay memory (with `--save-replay`).
+    pub replay: Option<&'a ReplayMemory>,
 }
 
 /// Where checkpoints of a run live.
@@ -45,27 +79,28 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
 
-/// Saves a checkpoint of `model`, `adam` and `state` (see the module docs).
-pub fn save(
-    run: &Path,
-    model: &ActorCritic,
-    adam: &Adam,
-    state: &RunState,
-    meta: Metadata,
-) -> Result<PathBuf> {
+/// Saves a checkpoint of `snap` and `state` (see the module docs).
+pub fn save<A: Serialize>(run: &Path, snap: &Snapshot<'_>, state: &RunState<A>) -> Result<PathBuf> {
     let root = checkpoints_dir(run);
     let name = format!("step-{:012}", state.global_step);
     let dir = root.join(&name);
     std::fs::create_dir_all(&dir)?;
-    let ckpt = Checkpoint {
-        meta,
-        tensors: model.tensors()?,
-    };
-    ckpt.write(dir.join("model.safetensors"))?;
+    snap.model.write(dir.join("model.safetensors"))?;
+    let n_actions = snap.model.meta.actions.len();
     write_atomic(
         dir.join("optimizer.safetensors"),
-        &optimizer_bytes(model, adam)?,
+        &optimizer_bytes(snap.algo, n_actions, snap.adam)?,
     )?;
+    if let Some(t) = &snap.target {
+        Checkpoint {
+            meta: snap.model.meta.clone(),
+            tensors: t.clone(),
+        }
+        .write(dir.join("target.safetensors"))?;
+    }
+    if let Some(r) = snap.replay {
+        r.save(&dir.join("replay.bin"))?;
+    }
     let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Log(e.to_string()))?;
     write_atomic(dir.join("state.json"), &json)?;
     write_atomic(root.join("latest"), name.as_bytes())?;
@@ -80,7 +115,7 @@ pub fn save(
 
 /// A loaded checkpoint.
 #[derive(Debug)]
-pub struct Loaded {
+pub struct Loaded<A = PpoArgs> {
     /// Network weights and metadata.
     pub model: Checkpoint,
     /// Adam step count.
@@ -88,14 +123,24 @@ pub struct Loaded {
     /// Adam moments by parameter name: `(m, v)`.
     pub moments: HashMap<String, (cartridge_export::Tensor, cartridge_export::Tensor)>,
     /// Counters.
-    pub state: RunState,
+    pub state: RunState<A>,
+    /// DQN's target network, when saved.
+    pub target: Option<Tensors>,
     /// The step folder it came from.
     pub dir: PathBuf,
 }
 
+impl<A> Loaded<A> {
+    /// The saved replay memory file, if the run saved one.
+    pub fn replay_path(&self) -> Option<PathBuf> {
+        let p = self.dir.join("replay.bin");
+        p.exists().then_some(p)
+    }
+}
+
 /// Loads the latest checkpoint of a run; any missing, corrupt or inconsistent file is an
 /// [`Error::Resume`] naming it.
-pub fn load(run: &Path) -> Result<Loaded> {
+pub fn load<A: DeserializeOwned>(run: &Path) -> Result<Loaded<A>> {
     let bad = |path: PathBuf, reason: String| Error::Resume { path, reason };
     let root = checkpoints_dir(run);
     let latest = root.join("latest");
@@ -109,7 +154,7 @@ pub fn load(run: &Path) -> Result<Loaded> {
     let model = Checkpoint::read(dir.join("model.safetensors"))
         .map_err(|e| bad(dir.join("model.safetensors"), e.to_string()))?;
     let state_path = dir.join("state.json");
-    let state: RunState = std::fs::read(&state_path)
+    let state: RunState<A> = std::fs::read(&state_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| bad(state_path.clone(), format!("unreadable counters: {e}")))?;
@@ -137,17 +182,28 @@ pub fn load(run: &Path) -> Result<Loaded> {
             ));
         }
     }
+    let target_path = dir.join("target.safetensors");
+    let target = if target_path.exists() {
+        let t =
+            Checkpoint::read(&target_path).map_err(|e| bad(target_path.clone(), e.to_string()))?;
+        Some(t.tensors)
+    } else {
+        None
+    };
     Ok(Loaded {
         model,
         adam_step,
         moments,
         state,
+        target,
         dir,
     })
 }
 
-/// Puts loaded moments into `adam` (parameters in [`ActorCritic::params`] order).
-pub fn restore_adam(adam: &mut Adam, loaded: &Loaded, names: &[&str]) -> Result<()> {
+/// Puts loaded moments into `adam` (parameters in [`param_specs`] order of `algo`).
+pub fn restore_adam<A>(adam: &mut Adam, loaded: &Loaded<A>, algo: Algo) -> Result<()> {
+    let specs = param_specs(algo, loaded.model.meta.actions.len());
+    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
     adam.step = loaded.adam_step;
     for (i, name) in names.iter().enumerate() {
         let (m, v) = &loaded.moments[*name];
@@ -162,8 +218,8 @@ pub fn restore_adam(adam: &mut Adam, loaded: &Loaded, names: &[&str]) -> Result<
     Ok(())
 }
 
-fn optimizer_bytes(model: &ActorCritic, adam: &Adam) -> Result<Vec<u8>> {
-    let specs = cartridge_export::param_specs(cartridge_export::Algo::Ppo, model.n_actions());
+fn optimizer_bytes(algo: Algo, n_actions: usize, adam: &Adam) -> Result<Vec<u8>> {
+    let specs = param_specs(algo, n_actions);
     let mut tensors = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         tensors.push((format!("m.{}", s.name), to_export(&adam.m[i])?));

@@ -1,8 +1,19 @@
-//! DQN building blocks (Mnih et al. 2015; Double DQN, van Hasselt et al. 2016), with the
-//! defaults of CleanRL's `dqn_atari.py`. The `train dqn` command that uses them (with
-//! [`crate::replay::ReplayMemory`]) is issue 4's remaining work.
+//! DQN (Mnih et al. 2015; Double DQN, van Hasselt et al. 2016) as CleanRL's `dqn_atari.py`
+//! reads, top to bottom: epsilon schedule, TD target, loss, then the agent (online and target
+//! Q-networks, Adam), the epsilon-greedy collection step that fills the
+//! [`ReplayMemory`], and one gradient step on a sampled minibatch. The loop with logging and
+//! checkpoints is [`crate::run_dqn`].
 
-use tch::{Kind, Reduction, Tensor};
+use cartridge_infer::preprocess::{FRAME_LEN, OBS_LEN};
+use rand::Rng;
+use tch::{no_grad, Device, Kind, Reduction, Tensor};
+
+use crate::adam::{clip_grad_norm, zero_grad, Adam};
+use crate::config::DqnConfig;
+use crate::model::QNetwork;
+use crate::replay::{Batch, ReplayMemory};
+use crate::vecenv::{Episode, VecEnv};
+use crate::Result;
 
 /// Linear epsilon schedule: `start` to `end` over `duration` steps, then `end` (CleanRL's
 /// `linear_schedule(1.0, 0.01, exploration_fraction * total_timesteps, t)`).
@@ -42,6 +53,204 @@ pub fn td_loss(q_taken: &Tensor, target: &Tensor, huber: bool) -> Tensor {
     } else {
         (q_taken - target).square().mean(Kind::Float)
     }
+}
+
+/// The online and target Q-networks and the online network's optimizer.
+#[derive(Debug)]
+pub struct DqnAgent {
+    /// The network that acts and learns.
+    pub online: QNetwork,
+    /// The network the TD targets bootstrap from.
+    pub target: QNetwork,
+    /// Adam over `online`'s parameters.
+    pub adam: Adam,
+    params: Vec<Tensor>,
+    device: Device,
+    gamma: f64,
+    huber: bool,
+    double: bool,
+    max_grad_norm: Option<f64>,
+    loss_sum: Tensor,
+    q_sum: Tensor,
+    steps_summed: u64,
+}
+
+/// Mean TD loss and mean `Q(s, a)` over the gradient steps since the last read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TdStats {
+    /// Mean TD loss.
+    pub td_loss: f64,
+    /// Mean `Q(s, a)` of the sampled transitions.
+    pub q_values: f64,
+}
+
+impl DqnAgent {
+    /// A fresh agent for `n_actions` actions: the online network seeded from `cfg`'s seed and
+    /// a target network copied from it.
+    pub fn new(cfg: &DqnConfig, n_actions: usize, device: Device) -> Self {
+        let a = &cfg.args;
+        let online = QNetwork::new(device, n_actions, a.run.seed);
+        let mut target = QNetwork::new(device, n_actions, a.run.seed);
+        target.soft_update_from(&online, 1.0);
+        let params = online.params();
+        let adam = Adam::new(&params, a.learning_rate, a.adam_eps);
+        let zero = || Tensor::zeros([], (Kind::Float, device));
+        Self {
+            online,
+            target,
+            adam,
+            params,
+            device,
+            gamma: a.gamma,
+            huber: cfg.huber,
+            double: a.double,
+            max_grad_norm: a.max_grad_norm,
+            loss_sum: zero(),
+            q_sum: zero(),
+            steps_summed: 0,
+        }
+    }
+
+    /// Greedy actions `argmax_a Q(obs, a)` for observations u8 `[N, 4, 84, 84]`.
+    pub fn greedy(&self, obs: &[u8]) -> Result<Vec<usize>> {
+        let n = (obs.len() / OBS_LEN) as i64;
+        let x = Tensor::from_slice(obs)
+            .view([n, 4, 84, 84])
+            .to_device(self.device);
+        let a = no_grad(|| self.online.forward(&x).argmax(-1, false));
+        let a: Vec<i64> = Vec::try_from(&a.to_device(Device::Cpu))?;
+        Ok(a.into_iter().map(|x| x as usize).collect())
+    }
+
+    /// One gradient step on `batch`: TD targets from the target network (Double DQN: at the
+    /// online network's argmax), the loss, optional gradient clipping, Adam.
+    pub fn train_step(&mut self, batch: &Batch) -> Result<()> {
+        let b = batch.actions.len() as i64;
+        let dev = self.device;
+        let obs = Tensor::from_slice(&batch.obs)
+            .view([b, 4, 84, 84])
+            .to_device(dev);
+        let next = Tensor::from_slice(&batch.next_obs)
+            .view([b, 4, 84, 84])
+            .to_device(dev);
+        let actions = Tensor::from_slice(&batch.actions).to_device(dev);
+        let rewards = Tensor::from_slice(&batch.rewards).to_device(dev);
+        let terminated = Tensor::from_slice(&batch.terminated).to_device(dev);
+        let y = no_grad(|| {
+            let q_next_target = self.target.forward(&next);
+            let q_next_online = self.double.then(|| self.online.forward(&next));
+            td_target(
+                &rewards,
+                &terminated,
+                &q_next_target,
+                q_next_online.as_ref(),
+                self.gamma,
+            )
+        });
+        let q = self
+            .online
+            .forward(&obs)
+            .gather(1, &actions.unsqueeze(1), false)
+            .squeeze_dim(1);
+        let loss = td_loss(&q, &y, self.huber);
+        zero_grad(&self.params);
+        loss.backward();
+        if let Some(max) = self.max_grad_norm {
+            clip_grad_norm(&self.params, max);
+        }
+        self.adam.step(&self.params);
+        no_grad(|| {
+            self.loss_sum += loss.detach();
+            self.q_sum += q.detach().mean(Kind::Float);
+        });
+        self.steps_summed += 1;
+        Ok(())
+    }
+
+    /// Means since the last call (None without a gradient step since).
+    pub fn take_stats(&mut self) -> Option<TdStats> {
+        if self.steps_summed == 0 {
+            return None;
+        }
+        let n = self.steps_summed as f64;
+        let out = TdStats {
+            td_loss: self.loss_sum.double_value(&[]) / n,
+            q_values: self.q_sum.double_value(&[]) / n,
+        };
+        let _ = self.loss_sum.zero_();
+        let _ = self.q_sum.zero_();
+        self.steps_summed = 0;
+        Some(out)
+    }
+
+    /// Moves the target network toward the online one by `tau` (1: copy).
+    pub fn update_target(&mut self, tau: f64) {
+        self.target.soft_update_from(&self.online, tau);
+    }
+}
+
+/// The newest frame `[84, 84]` of an observation `[4, 84, 84]`.
+fn newest(obs: &[u8]) -> &[u8] {
+    &obs[(OBS_LEN - FRAME_LEN)..OBS_LEN]
+}
+
+/// Starts every environment's episode in `replay` from `envs`' current observations (call once
+/// after creating both).
+pub fn start_episodes(envs: &VecEnv, replay: &mut ReplayMemory) {
+    for (i, obs) in envs.obs().chunks_exact(OBS_LEN).enumerate() {
+        replay.start_episode(i, newest(obs));
+    }
+}
+
+/// One epsilon-greedy step of every environment (each env draws its own coin; the network
+/// runs only when some env acts greedily), recorded in `replay`. Returns the full games that
+/// ended.
+pub fn collect(
+    agent: &DqnAgent,
+    envs: &mut VecEnv,
+    replay: &mut ReplayMemory,
+    epsilon: f64,
+    rng: &mut impl Rng,
+) -> Result<Vec<Episode>> {
+    let n = envs.len();
+    let explore: Vec<bool> = (0..n).map(|_| rng.random::<f64>() < epsilon).collect();
+    let greedy = if explore.iter().all(|&e| e) {
+        Vec::new()
+    } else {
+        agent.greedy(envs.obs())?
+    };
+    let actions: Vec<usize> = (0..n)
+        .map(|i| {
+            if explore[i] {
+                rng.random_range(0..envs.num_actions())
+            } else {
+                greedy[i]
+            }
+        })
+        .collect();
+    let transitions = envs.step(&actions)?.to_vec();
+    let mut games = Vec::new();
+    for (i, t) in transitions.iter().enumerate() {
+        let ended = t.terminated || t.truncated;
+        let next = if ended {
+            envs.final_obs(i)
+        } else {
+            &envs.obs()[i * OBS_LEN..(i + 1) * OBS_LEN]
+        };
+        replay.push(
+            i,
+            actions[i],
+            t.reward,
+            t.terminated,
+            t.truncated,
+            newest(next),
+        );
+        if ended {
+            replay.start_episode(i, newest(&envs.obs()[i * OBS_LEN..(i + 1) * OBS_LEN]));
+        }
+        games.extend(t.episode);
+    }
+    Ok(games)
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! Cartridge's trainer: PPO on libtorch (tch), the way OpenAI baselines `ppo2` and CleanRL
-//! `ppo_atari.py` do it, on vectorized ALE environments that share infer's preprocessing.
+//! Cartridge's trainer: PPO and DQN on libtorch (tch), the way OpenAI baselines (`ppo2`,
+//! `deepq`) and CleanRL (`ppo_atari.py`, `dqn_atari.py`) do them, on vectorized ALE
+//! environments that share infer's preprocessing.
 //!
-//! Read top to bottom like CleanRL's file: [`config`] (args), [`model`] (network),
-//! [`vecenv`] (environments), [`ppo`] (storage, rollout, GAE, update), [`logger`] (log),
-//! [`checkpoint`] (save/resume), [`eval`] (evaluation of the exported ONNX model).
+//! Read top to bottom like CleanRL's files: [`config`] (args), [`model`] (networks),
+//! [`vecenv`] (environments), [`ppo`] (storage, rollout, GAE, update) and [`run`] (its loop),
+//! [`replay`] and [`dqn`] (targets, losses, agent, collection) and [`run_dqn`] (its loop),
+//! [`logger`] (log), [`checkpoint`] (save/resume), [`eval`] (evaluation of the exported ONNX
+//! model).
 
 pub mod adam;
 pub mod checkpoint;
@@ -16,6 +19,7 @@ pub mod model;
 pub mod ppo;
 pub mod replay;
 pub mod run;
+pub mod run_dqn;
 pub mod vecenv;
 
 /// Everything that can go wrong while training. Messages say what was wrong and what to do.

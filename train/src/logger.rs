@@ -1,6 +1,7 @@
 //! Training logs in the run folder:
 //!
-//! - `metrics.csv`: one row per iteration ([`MetricsRow`], CleanRL's logged quantities);
+//! - `metrics.csv`: one row per PPO iteration or per DQN logging interval ([`MetricsRow`],
+//!   CleanRL's logged quantities; the other algorithm's columns are empty);
 //! - `episodes.jsonl`: one JSON object per finished full game (`global_step`, `return`,
 //!   `length` in agent steps);
 //! - `curve.png`: mean return of the last 100 games and the losses vs agent steps (plotters),
@@ -30,18 +31,33 @@ pub struct MetricsRow {
     pub episodic_return: Option<f64>,
     /// Mean length (agent steps) of the last 100 games.
     pub episodic_length: Option<f64>,
-    /// Clipped-surrogate loss.
-    pub pg_loss: f64,
-    /// Value loss.
-    pub v_loss: f64,
-    /// Policy entropy.
-    pub entropy: f64,
-    /// Approximate KL divergence (k3 estimator).
-    pub approx_kl: f64,
-    /// Fraction of clipped ratios.
-    pub clipfrac: f64,
-    /// Explained variance of the value function on the batch.
-    pub explained_variance: f64,
+    /// PPO: clipped-surrogate loss.
+    #[serde(default)]
+    pub pg_loss: Option<f64>,
+    /// PPO: value loss.
+    #[serde(default)]
+    pub v_loss: Option<f64>,
+    /// PPO: policy entropy.
+    #[serde(default)]
+    pub entropy: Option<f64>,
+    /// PPO: approximate KL divergence (k3 estimator).
+    #[serde(default)]
+    pub approx_kl: Option<f64>,
+    /// PPO: fraction of clipped ratios.
+    #[serde(default)]
+    pub clipfrac: Option<f64>,
+    /// PPO: explained variance of the value function on the batch.
+    #[serde(default)]
+    pub explained_variance: Option<f64>,
+    /// DQN: mean TD loss over the interval's gradient steps.
+    #[serde(default)]
+    pub td_loss: Option<f64>,
+    /// DQN: mean `Q(s, a)` of the sampled transitions.
+    #[serde(default)]
+    pub q_values: Option<f64>,
+    /// DQN: exploration epsilon at the row's step.
+    #[serde(default)]
+    pub epsilon: Option<f64>,
     /// Learning rate of this iteration.
     pub learning_rate: f64,
     /// Agent steps per second of this iteration.
@@ -163,17 +179,26 @@ impl RunLog {
         self.csv.flush()?;
         self.episodes.flush()?;
         self.bar.set_position(row.global_step);
-        self.bar.set_message(match row.episodic_return {
+        let ret = match row.episodic_return {
             Some(r) => format!("return(100) {r:.2}"),
             None => "return(100) -".into(),
+        };
+        self.bar.set_message(match row.epsilon {
+            Some(e) => format!("{ret}  epsilon {e:.3}"),
+            None => ret,
         });
         self.history.push(row);
         Ok(())
     }
 
-    /// Prints a line above the progress bar.
+    /// Prints a line above the progress bar (to stderr when the bar is hidden because stderr
+    /// is not a terminal).
     pub fn println(&self, msg: impl AsRef<str>) {
-        self.bar.println(msg);
+        if self.bar.is_hidden() {
+            eprintln!("{}", msg.as_ref());
+        } else {
+            self.bar.println(msg);
+        }
     }
 
     /// Ends the progress bar.
@@ -258,17 +283,19 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
             max_x,
             vec![("return", BLUE, series(|r| r.episodic_return))],
         )?;
-        panel(
-            &bottom,
-            "losses",
-            text,
-            max_x,
+        let lines = if rows.iter().any(|r| r.td_loss.is_some()) {
             vec![
-                ("pg_loss", RED, series(|r| Some(r.pg_loss))),
-                ("v_loss", GREEN, series(|r| Some(r.v_loss))),
-                ("entropy", MAGENTA, series(|r| Some(r.entropy))),
-            ],
-        )?;
+                ("td_loss", RED, series(|r| r.td_loss)),
+                ("epsilon", MAGENTA, series(|r| r.epsilon)),
+            ]
+        } else {
+            vec![
+                ("pg_loss", RED, series(|r| r.pg_loss)),
+                ("v_loss", GREEN, series(|r| r.v_loss)),
+                ("entropy", MAGENTA, series(|r| r.entropy)),
+            ]
+        };
+        panel(&bottom, "losses", text, max_x, lines)?;
         root.present().map_err(log_err)?;
     }
     std::fs::rename(&tmp, path)?;

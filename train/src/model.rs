@@ -1,10 +1,12 @@
-//! The Nature CNN actor-critic (Mnih et al. 2015 trunk, shared by actor and critic as in
-//! baselines `ppo2` and CleanRL `ppo_atari.py`) in tch, with the parameter names of
-//! [`cartridge_export::arch`] so checkpoints and ONNX initializers line up by name.
+//! The networks in tch, with the parameter names of [`cartridge_export::arch`] so
+//! checkpoints and ONNX initializers line up by name:
 //!
-//! Initial weights come from [`cartridge_export::random_init`]: orthogonal (Saxe et al. 2013)
-//! with gain sqrt(2) for the trunk, 0.01 for the actor head and 1 for the critic, biases 0
-//! (CleanRL's `layer_init`).
+//! - [`ActorCritic`]: the Nature CNN (Mnih et al. 2015) trunk shared by actor and critic as in
+//!   baselines `ppo2` and CleanRL `ppo_atari.py`. Initial weights come from
+//!   [`cartridge_export::random_init`]: orthogonal (Saxe et al. 2013) with gain sqrt(2) for
+//!   the trunk, 0.01 for the actor head and 1 for the critic, biases 0 (CleanRL's
+//!   `layer_init`).
+//! - [`QNetwork`]: the same trunk with a Q head, as CleanRL `dqn_atari.py`.
 
 use std::collections::BTreeMap;
 
@@ -25,34 +27,41 @@ pub struct ActorCritic {
     n_actions: usize,
 }
 
+/// The Nature CNN trunk (Mnih et al. 2015): `[B, 4, 84, 84]` f32 in [0, 1] -> `[B, 512]`
+/// features, with layers named `network.0`, `network.2`, `network.4`, `network.7` under `net`
+/// (the indices of CleanRL's `nn.Sequential`). Weights get tch's default init (PyTorch's
+/// Kaiming-uniform rule); callers overwrite it where CleanRL does.
+fn nature_trunk(net: &nn::Path) -> nn::Sequential {
+    let conv = |i: &str, c_in, c_out, k, s| {
+        nn::conv2d(
+            net / i,
+            c_in,
+            c_out,
+            k,
+            nn::ConvConfig {
+                stride: s,
+                ..Default::default()
+            },
+        )
+    };
+    nn::seq()
+        .add(conv("0", 4, 32, 8, 4))
+        .add_fn(|x| x.relu())
+        .add(conv("2", 32, 64, 4, 2))
+        .add_fn(|x| x.relu())
+        .add(conv("4", 64, 64, 3, 1))
+        .add_fn(|x| x.relu())
+        .add_fn(|x| x.flatten(1, -1))
+        .add(nn::linear(net / "7", 64 * 7 * 7, 512, Default::default()))
+        .add_fn(|x| x.relu())
+}
+
 impl ActorCritic {
     /// A network for `n_actions` actions initialised from `seed`.
     pub fn new(device: Device, n_actions: usize, seed: u64) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let net = &root / "network";
-        let conv = |i: &str, c_in, c_out, k, s| {
-            nn::conv2d(
-                &net / i,
-                c_in,
-                c_out,
-                k,
-                nn::ConvConfig {
-                    stride: s,
-                    ..Default::default()
-                },
-            )
-        };
-        let trunk = nn::seq()
-            .add(conv("0", 4, 32, 8, 4))
-            .add_fn(|x| x.relu())
-            .add(conv("2", 32, 64, 4, 2))
-            .add_fn(|x| x.relu())
-            .add(conv("4", 64, 64, 3, 1))
-            .add_fn(|x| x.relu())
-            .add_fn(|x| x.flatten(1, -1))
-            .add(nn::linear(&net / "7", 64 * 7 * 7, 512, Default::default()))
-            .add_fn(|x| x.relu());
+        let trunk = nature_trunk(&(&root / "network"));
         let actor = nn::linear(&root / "actor", 512, n_actions as i64, Default::default());
         let critic = nn::linear(&root / "critic", 512, 1, Default::default());
         let mut me = Self {
@@ -88,34 +97,121 @@ impl ActorCritic {
 
     /// The trainable parameters in [`param_specs`] order.
     pub fn params(&self) -> Vec<Tensor> {
-        let vars = self.vs.variables();
-        param_specs(Algo::Ppo, self.n_actions)
-            .iter()
-            .map(|s| vars[s.name].shallow_clone())
-            .collect()
+        params_of(&self.vs, Algo::Ppo, self.n_actions)
     }
 
     /// Copies `tensors` (names and shapes of [`param_specs`]) into the network.
     pub fn load(&mut self, tensors: &Tensors) -> Result<()> {
-        let vars = self.vs.variables();
-        tch::no_grad(|| -> Result<()> {
-            for spec in param_specs(Algo::Ppo, self.n_actions) {
-                let src = tensors.get(spec.name).ok_or_else(|| {
-                    crate::Error::Config(format!("tensor {} missing from checkpoint", spec.name))
-                })?;
-                let shape: Vec<i64> = src.shape.iter().map(|&d| d as i64).collect();
-                let t = Tensor::from_slice(&src.data).reshape(&shape);
-                let mut dst = vars[spec.name].shallow_clone();
-                dst.f_copy_(&t.to_device(dst.device()))?;
-            }
-            Ok(())
-        })
+        load_into(&self.vs, Algo::Ppo, self.n_actions, tensors)
     }
 
     /// The parameters as export tensors (CPU, f32), for checkpoints.
     pub fn tensors(&self) -> Result<Tensors> {
         tensors_of(&self.vs.variables(), Algo::Ppo, self.n_actions)
     }
+}
+
+/// The DQN Q-network: the Nature CNN trunk and a linear head `network.9` `[A, 512]`, as
+/// CleanRL's `dqn_atari.py` `QNetwork` (PyTorch's default init there, so here too: tch's
+/// Kaiming-uniform rule, seeded by `tch::manual_seed`).
+#[derive(Debug)]
+pub struct QNetwork {
+    /// The parameters, named `network.0.weight`, ..., `network.9.bias`.
+    pub vs: nn::VarStore,
+    trunk: nn::Sequential,
+    head: nn::Linear,
+    n_actions: usize,
+}
+
+impl QNetwork {
+    /// A network for `n_actions` actions; its initial weights come from libtorch's generator
+    /// seeded with `seed`.
+    pub fn new(device: Device, n_actions: usize, seed: u64) -> Self {
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(device);
+        let net = vs.root() / "network";
+        let trunk = nature_trunk(&net);
+        let head = nn::linear(&net / "9", 512, n_actions as i64, Default::default());
+        Self {
+            vs,
+            trunk,
+            head,
+            n_actions,
+        }
+    }
+
+    /// Number of actions.
+    pub fn n_actions(&self) -> usize {
+        self.n_actions
+    }
+
+    /// `Q(obs, ·)` `[B, A]` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here).
+    pub fn forward(&self, obs: &Tensor) -> Tensor {
+        let x = obs.to_kind(Kind::Float) / 255.0;
+        self.head.forward(&self.trunk.forward(&x))
+    }
+
+    /// The trainable parameters in [`param_specs`] order.
+    pub fn params(&self) -> Vec<Tensor> {
+        params_of(&self.vs, Algo::Dqn, self.n_actions)
+    }
+
+    /// Copies `tensors` (names and shapes of [`param_specs`]) into the network.
+    pub fn load(&mut self, tensors: &Tensors) -> Result<()> {
+        load_into(&self.vs, Algo::Dqn, self.n_actions, tensors)
+    }
+
+    /// The parameters as export tensors (CPU, f32), for checkpoints.
+    pub fn tensors(&self) -> Result<Tensors> {
+        tensors_of(&self.vs.variables(), Algo::Dqn, self.n_actions)
+    }
+
+    /// Polyak update from `online`: `self = tau * online + (1 - tau) * self` (tau 1: a copy).
+    pub fn soft_update_from(&mut self, online: &QNetwork, tau: f64) {
+        let src = online.vs.variables();
+        let dst = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, d) in &dst {
+                let mut d = d.shallow_clone();
+                if tau >= 1.0 {
+                    d.copy_(&src[name]);
+                } else {
+                    let mixed = &src[name] * tau + &d * (1.0 - tau);
+                    d.copy_(&mixed);
+                }
+            }
+        });
+    }
+}
+
+fn params_of(vs: &nn::VarStore, algo: Algo, n_actions: usize) -> Vec<Tensor> {
+    let vars = vs.variables();
+    param_specs(algo, n_actions)
+        .iter()
+        .map(|s| vars[s.name].shallow_clone())
+        .collect()
+}
+
+fn load_into(vs: &nn::VarStore, algo: Algo, n_actions: usize, tensors: &Tensors) -> Result<()> {
+    let vars = vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for spec in param_specs(algo, n_actions) {
+            let src = tensors.get(spec.name).ok_or_else(|| {
+                crate::Error::Config(format!("tensor {} missing from checkpoint", spec.name))
+            })?;
+            if src.shape != spec.shape {
+                return Err(crate::Error::Config(format!(
+                    "tensor {} has shape {:?}, expected {:?}",
+                    spec.name, src.shape, spec.shape
+                )));
+            }
+            let shape: Vec<i64> = src.shape.iter().map(|&d| d as i64).collect();
+            let t = Tensor::from_slice(&src.data).reshape(&shape);
+            let mut dst = vars[spec.name].shallow_clone();
+            dst.f_copy_(&t.to_device(dst.device()))?;
+        }
+        Ok(())
+    })
 }
 
 /// Named tch tensors -> export tensors in [`param_specs`] order.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use cartridge_infer::preprocess::OBS_LEN;
 use tch::{no_grad, Device, Kind, Tensor};
 
-use crate::adam::{clip_grad_norm, Adam};
+use crate::adam::{clip_grad_norm, zero_grad, Adam};
 use crate::config::PpoConfig;
 use crate::gae::gae;
 use crate::model::ActorCritic;
@@ -268,12 +268,7 @@ pub fn update(
             );
             let ent = entropy.mean(Kind::Float);
             let loss = &pg - &ent * a.ent_coef + &vl * a.vf_coef;
-            for p in &params {
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.zero_();
-                }
-            }
+            zero_grad(&params);
             loss.backward();
             clip_grad_norm(&params, a.max_grad_norm);
             adam.step(&params);

@@ -14,6 +14,9 @@
 //! Memory: `capacity * 7056` bytes of frames plus 6 bytes of metadata per slot
 //! (1M transitions: 7.06 GB).
 
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
 use rand::Rng;
 
 use cartridge_infer::preprocess::FRAME_LEN;
@@ -174,6 +177,18 @@ impl ReplayMemory {
         ring.write(next_frame, flags);
     }
 
+    /// Ends every environment's current episode without a transition (its last slot becomes a
+    /// terminal slot, never sampled): for a memory loaded from a checkpoint, whose
+    /// environments restart from fresh games.
+    pub fn cut_episodes(&mut self) {
+        for ring in &mut self.rings {
+            if ring.count > 0 {
+                let s = ring.slot(ring.count - 1);
+                ring.flags[s] |= TERMINAL_SLOT;
+            }
+        }
+    }
+
     /// Sampleable transitions now (terminal slots aside, an upper bound).
     pub fn len(&self) -> usize {
         self.rings
@@ -248,6 +263,83 @@ impl ReplayMemory {
             i += 1;
         }
         Ok(b)
+    }
+}
+
+const MAGIC: &[u8; 16] = b"CARTRIDGE-REPLY1";
+
+impl ReplayMemory {
+    /// Writes the memory to `path` (`replay.bin`: a 16-byte magic, the env count, then per
+    /// env its capacity, slots written, frames, actions, rewards (f32 LE) and flags), through
+    /// a temporary file renamed into place, so a crash leaves no partial file behind.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        {
+            let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+            w.write_all(MAGIC)?;
+            w.write_all(&(self.rings.len() as u64).to_le_bytes())?;
+            for r in &self.rings {
+                w.write_all(&r.cap().to_le_bytes())?;
+                w.write_all(&r.count.to_le_bytes())?;
+                w.write_all(&r.frames)?;
+                w.write_all(&r.actions)?;
+                for x in &r.rewards {
+                    w.write_all(&x.to_le_bytes())?;
+                }
+                w.write_all(&r.flags)?;
+            }
+            w.flush()?;
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| Error::Io(e.error))?;
+        Ok(())
+    }
+
+    /// Reads a memory written by [`Self::save`] into this one, which must have the same
+    /// number of environments and capacity; errors name what differs.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let bad = |reason: String| Error::Resume {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut r = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        let u64_of = |r: &mut BufReader<std::fs::File>| -> Result<u64> {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b)?;
+            Ok(u64::from_le_bytes(b))
+        };
+        let mut magic = [0u8; 16];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(bad("not a Cartridge replay memory file".into()));
+        }
+        let envs = u64_of(&mut r)?;
+        if envs != self.rings.len() as u64 {
+            return Err(bad(format!(
+                "saved for {envs} envs, the run has {}",
+                self.rings.len()
+            )));
+        }
+        for ring in &mut self.rings {
+            let cap = u64_of(&mut r)?;
+            if cap != ring.cap() {
+                return Err(bad(format!(
+                    "saved with {cap} slots per env, the run has {}",
+                    ring.cap()
+                )));
+            }
+            ring.count = u64_of(&mut r)?;
+            r.read_exact(&mut ring.frames)?;
+            r.read_exact(&mut ring.actions)?;
+            let mut rewards = vec![0u8; ring.rewards.len() * 4];
+            r.read_exact(&mut rewards)?;
+            for (x, c) in ring.rewards.iter_mut().zip(rewards.chunks_exact(4)) {
+                *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            r.read_exact(&mut ring.flags)?;
+        }
+        Ok(())
     }
 }
 
@@ -396,5 +488,41 @@ mod tests {
     fn memory_figure_for_one_million() {
         // 1M transitions: 1e6 * (7056 + 6) bytes = 7.062 GB <= 7.2 GB.
         assert_eq!(bytes_needed(1_000_000), 7_062_000_000);
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let mut m = ReplayMemory::new(16, 2).expect("memory");
+        for env in 0..2 {
+            m.start_episode(env, &f(1 + env as u8));
+            for k in 0..11u8 {
+                let end = k == 5;
+                m.push(
+                    env,
+                    (k % 3) as usize,
+                    k as f32 - 2.5,
+                    end,
+                    false,
+                    &f(10 + k),
+                );
+                if end {
+                    m.start_episode(env, &f(100 + k));
+                }
+            }
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("replay.bin");
+        m.save(&path).expect("save");
+        let mut back = ReplayMemory::new(16, 2).expect("memory");
+        back.load(&path).expect("load");
+        let mut r1 = ChaCha8Rng::seed_from_u64(5);
+        let mut r2 = ChaCha8Rng::seed_from_u64(5);
+        assert_eq!(
+            m.sample(64, &mut r1).expect("a"),
+            back.sample(64, &mut r2).expect("b")
+        );
+        let mut wrong = ReplayMemory::new(32, 2).expect("memory");
+        let e = wrong.load(&path).expect_err("capacity differs");
+        assert!(e.to_string().contains("8 slots per env"), "{e}");
     }
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 use tch::Device;
 
 use crate::adam::Adam;
-use crate::checkpoint::{self, RunState};
-use crate::config::{PpoArgs, PpoConfig};
+use crate::checkpoint::{self, Loaded, RunState, Snapshot};
+use crate::config::{AlgoArgs, PpoArgs, PpoConfig, RunArgs};
 use crate::eval::{evaluate, EvalReport};
 use crate::logger::{MetricsRow, RunLog};
 use crate::model::ActorCritic;
@@ -58,11 +58,13 @@ pub enum Outcome {
         /// Evaluation of the exported model (when finished and asked for).
         eval: Option<EvalReport>,
     },
-    /// `--bench`.
+    /// `train ppo --bench`.
     Bench(BenchReport),
+    /// `train dqn --bench`.
+    DqnBench(crate::run_dqn::DqnBenchReport),
 }
 
-fn pick_device(name: &str) -> Result<Device> {
+pub(crate) fn pick_device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
@@ -73,26 +75,37 @@ fn pick_device(name: &str) -> Result<Device> {
     }
 }
 
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Runs `train ppo` with these arguments.
-pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
-    // A resumed run keeps its learning arguments; only run-time flags come from the command.
-    let (args_used, out, loaded) = match &args.resume {
+/// A run's starting point: the arguments in force, its folder and the checkpoint it resumes.
+#[derive(Debug)]
+pub(crate) struct Start<A> {
+    pub args: A,
+    pub out: PathBuf,
+    pub loaded: Option<Loaded<A>>,
+    pub state: RunState<A>,
+}
+
+/// Resolves `--out` / `--resume`: a resumed run keeps its saved learning arguments and takes
+/// only the run-time flags from the command; a new run refuses a folder that holds one.
+pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
+    let run = args.run();
+    let (args_used, out, loaded) = match &run.resume {
         Some(dir) => {
-            let l = checkpoint::load(dir)?;
+            let l: Loaded<A> = checkpoint::load(dir)?;
             let mut a = l.state.args.clone();
-            a.device.clone_from(&args.device);
-            a.threads = args.threads;
-            a.env_threads = args.env_threads;
-            a.eval_episodes = args.eval_episodes;
-            a.bench = false;
+            let saved = a.run_mut();
+            saved.device.clone_from(&run.device);
+            saved.threads = run.threads;
+            saved.env_threads = run.env_threads;
+            saved.eval_episodes = run.eval_episodes;
+            saved.bench = false;
             (a, dir.clone(), Some(l))
         }
         None => {
-            let out = match (&args.out, args.bench) {
+            let out = match (&run.out, run.bench) {
                 (Some(o), _) => o.clone(),
                 (None, true) => PathBuf::new(),
                 (None, false) => {
@@ -101,7 +114,7 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
                     ))
                 }
             };
-            if !args.bench && checkpoint::checkpoints_dir(&out).join("latest").exists() {
+            if !run.bench && checkpoint::checkpoints_dir(&out).join("latest").exists() {
                 return Err(Error::Config(format!(
                     "{} already holds a run; continue it with --resume {0} or pick another --out",
                     out.display()
@@ -110,71 +123,97 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
             (args.clone(), out, None)
         }
     };
-    let cfg = PpoConfig::from_args(&args_used)?;
-    let a = &cfg.args;
-    let device = pick_device(&a.device)?;
-    tch::set_num_threads(a.threads.unwrap_or_else(cores).max(1) as i32);
-    let rom = RomSearch::default().resolve(&a.rom)?;
+    let state = match &loaded {
+        Some(l) => {
+            let mut s = l.state.clone();
+            s.args = args_used.clone();
+            s.resumes += 1;
+            s
+        }
+        None => RunState::new(args_used.clone()),
+    };
+    Ok(Start {
+        args: args_used,
+        out,
+        loaded,
+        state,
+    })
+}
 
-    let mut state = loaded
-        .as_ref()
-        .map(|l| l.state.clone())
-        .unwrap_or(RunState {
-            global_step: 0,
-            iteration: 0,
-            episodes: 0,
-            train_seconds: 0.0,
-            resumes: 0,
-            args: a.clone(),
-        });
-    if loaded.is_some() {
-        state.resumes += 1;
-    }
+/// The device and libtorch threads of `run`.
+pub(crate) fn setup_torch(run: &RunArgs) -> Result<Device> {
+    let device = pick_device(&run.device)?;
+    tch::set_num_threads(run.threads.unwrap_or_else(cores).max(1) as i32);
+    Ok(device)
+}
 
-    // Environments: fresh games on every (re)start, seeded per env and per resume.
-    let envs = (0..a.num_envs)
+/// `num_envs` training environments (fresh games on every (re)start, seeded per env and per
+/// resume) on their worker threads, and the game's minimal action set.
+pub(crate) fn make_envs(
+    rom: &Rom,
+    run: &RunArgs,
+    num_envs: usize,
+    resumes: u64,
+) -> Result<(VecEnv, Vec<i32>, usize)> {
+    let envs = (0..num_envs)
         .map(|i| {
             AtariTrainEnv::new(
-                &rom,
-                derive(a.seed, 1 + i as u64 + 1000 * state.resumes),
-                a.sticky,
+                rom,
+                derive(run.seed, 1 + i as u64 + 1000 * resumes),
+                run.sticky,
             )
         })
         .collect::<Result<Vec<_>>>()?;
     let actions = envs[0].actions();
-    let env_threads = a
+    let threads = run
         .env_threads
-        .unwrap_or_else(|| cores().min(a.num_envs))
+        .unwrap_or_else(|| cores().min(num_envs))
         .max(1);
-    let mut envs = VecEnv::new(envs, env_threads)?;
+    Ok((VecEnv::new(envs, threads)?, actions, threads))
+}
+
+/// Refuses a checkpoint whose action set is not `rom`'s.
+pub(crate) fn check_actions<A>(l: &Loaded<A>, rom: &Rom, actions: &[i32]) -> Result<()> {
+    if l.model
+        .meta
+        .actions
+        .iter()
+        .map(|&x| x as i32)
+        .ne(actions.iter().copied())
+    {
+        return Err(Error::Resume {
+            path: l.dir.clone(),
+            reason: format!("the checkpoint's action set differs from {}'s", rom.game),
+        });
+    }
+    Ok(())
+}
+
+/// Runs `train ppo` with these arguments.
+pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
+    let Start {
+        args: args_used,
+        out,
+        loaded,
+        mut state,
+    } = start(args)?;
+    let cfg = PpoConfig::from_args(&args_used)?;
+    let a = &cfg.args;
+    let device = setup_torch(&a.run)?;
+    let rom = RomSearch::default().resolve(&a.run.rom)?;
+    let (mut envs, actions, env_threads) = make_envs(&rom, &a.run, a.num_envs, state.resumes)?;
 
     // Network and optimizer.
-    let mut model = ActorCritic::new(device, actions.len(), a.seed)?;
+    let mut model = ActorCritic::new(device, actions.len(), a.run.seed)?;
     let params = model.params();
     let mut adam = Adam::new(&params, a.learning_rate, a.adam_eps);
     if let Some(l) = &loaded {
-        if l.model
-            .meta
-            .actions
-            .iter()
-            .map(|&x| x as i32)
-            .collect::<Vec<_>>()
-            != actions
-        {
-            return Err(Error::Resume {
-                path: l.dir.clone(),
-                reason: format!("the checkpoint's action set differs from {}'s", rom.game),
-            });
-        }
+        check_actions(l, &rom, &actions)?;
         model.load(&l.model.tensors)?;
-        let names: Vec<&str> = cartridge_export::param_specs(Algo::Ppo, actions.len())
-            .iter()
-            .map(|s| s.name)
-            .collect();
-        checkpoint::restore_adam(&mut adam, l, &names)?;
+        checkpoint::restore_adam(&mut adam, l, Algo::Ppo)?;
     }
     let mut storage = Storage::new(a.num_steps, a.num_envs, device);
-    let mut log = if a.bench {
+    let mut log = if a.run.bench {
         None
     } else {
         Some(RunLog::open(
@@ -203,7 +242,7 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     let mut last_saved = state.global_step;
     let first = state.iteration + 1;
     for iteration in first..=cfg.num_iterations {
-        tch::manual_seed(derive(a.seed, 1_000_000 + iteration) as i64);
+        tch::manual_seed(derive(a.run.seed, 1_000_000 + iteration) as i64);
         let frac = cfg.frac(iteration);
         adam.lr = if a.anneal_lr {
             frac * a.learning_rate
@@ -234,7 +273,7 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
         state.episodes += games.len() as u64;
         let sps = cfg.batch_size as f64 / t_iter.elapsed().as_secs_f64();
 
-        if a.bench {
+        if a.run.bench {
             if iteration == first {
                 bench_start = Some((Instant::now(), state.global_step));
             } else {
@@ -251,22 +290,22 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
         log.games(state.global_step, &games)?;
         log.iteration(MetricsRow {
             global_step: state.global_step,
-            pg_loss: stats.pg_loss,
-            v_loss: stats.v_loss,
-            entropy: stats.entropy,
-            approx_kl: stats.approx_kl,
-            clipfrac: stats.clipfrac,
-            explained_variance: stats.explained_variance,
+            pg_loss: Some(stats.pg_loss),
+            v_loss: Some(stats.v_loss),
+            entropy: Some(stats.entropy),
+            approx_kl: Some(stats.approx_kl),
+            clipfrac: Some(stats.clipfrac),
+            explained_variance: Some(stats.explained_variance),
             learning_rate: adam.lr,
             sps,
             ..MetricsRow::default()
         })?;
         let stop = stop_requested();
-        let due = state.global_step / a.save_every > last_saved / a.save_every;
+        let due = state.global_step / a.run.save_every > last_saved / a.run.save_every;
         if due || stop {
             state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
             save(&out, &model, &adam, &state, &rom, &actions)?;
-            log.plot(&format!("PPO {} (seed {})", rom.game, a.seed))?;
+            log.plot(&format!("PPO {} (seed {})", rom.game, a.run.seed))?;
             last_saved = state.global_step;
         }
         if stop {
@@ -285,7 +324,7 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
         }
     }
 
-    if a.bench {
+    if a.run.bench {
         let (t0, s0) = bench_start.unwrap_or((started, 0));
         let measured = state.iteration.saturating_sub(first);
         return Ok(Outcome::Bench(BenchReport {
@@ -306,9 +345,13 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     if last_saved != state.global_step || loaded.is_none() {
         save(&out, &model, &adam, &state, &rom, &actions)?;
     }
-    log.plot(&format!("PPO {} (seed {})", rom.game, a.seed))?;
+    log.plot(&format!("PPO {} (seed {})", rom.game, a.run.seed))?;
     log.finish();
-    let eval = finish(&out, &rom, &cfg, &state, &model, &actions)?;
+    let ckpt = cartridge_export::Checkpoint {
+        meta: metadata(Algo::Ppo, &rom, &actions, &state, a.run.seed)?,
+        tensors: model.tensors()?,
+    };
+    let eval = finish(&out, &rom, &a.run, &ckpt)?;
     Ok(Outcome::Trained {
         out,
         global_step: state.global_step,
@@ -317,15 +360,22 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     })
 }
 
-fn metadata(rom: &Rom, actions: &[i32], state: &RunState) -> Result<Metadata> {
+/// Checkpoint metadata of a run at `state`.
+pub(crate) fn metadata<A: serde::Serialize>(
+    algo: Algo,
+    rom: &Rom,
+    actions: &[i32],
+    state: &RunState<A>,
+    seed: u64,
+) -> Result<Metadata> {
     let mut meta = Metadata::new(
-        Algo::Ppo,
+        algo,
         rom.game.clone(),
         rom.md5.clone(),
         actions.iter().map(|&x| x as u32).collect(),
     );
     meta.global_step = state.global_step;
-    meta.seed = state.args.seed;
+    meta.seed = seed;
     meta.args = serde_json::to_string(&state.args).map_err(|e| Error::Log(e.to_string()))?;
     Ok(meta)
 }
@@ -338,35 +388,35 @@ fn save(
     rom: &Rom,
     actions: &[i32],
 ) -> Result<()> {
-    checkpoint::save(out, model, adam, state, metadata(rom, actions, state)?)?;
+    let snap = Snapshot {
+        algo: Algo::Ppo,
+        model: cartridge_export::Checkpoint {
+            meta: metadata(Algo::Ppo, rom, actions, state, state.args.run.seed)?,
+            tensors: model.tensors()?,
+        },
+        adam,
+        target: None,
+        replay: None,
+    };
+    checkpoint::save(out, &snap, state)?;
     Ok(())
 }
 
-/// Writes `model.onnx`, evaluates it, writes `eval.json` and records the result in the model.
-fn finish(
+/// Writes `model.onnx` from `ckpt`, evaluates it (`run.eval_episodes` full games, the
+/// algorithm's default action selection), writes `eval.json` and records the result in the
+/// model's metadata.
+pub(crate) fn finish(
     out: &Path,
     rom: &Rom,
-    cfg: &PpoConfig,
-    state: &RunState,
-    model: &ActorCritic,
-    actions: &[i32],
+    run: &RunArgs,
+    ckpt: &cartridge_export::Checkpoint,
 ) -> Result<Option<EvalReport>> {
-    let ckpt = cartridge_export::Checkpoint {
-        meta: metadata(rom, actions, state)?,
-        tensors: model.tensors()?,
-    };
     let onnx = out.join("model.onnx");
-    cartridge_export::write_onnx(&ckpt, &[], &onnx)?;
-    if cfg.args.eval_episodes == 0 {
+    cartridge_export::write_onnx(ckpt, &[], &onnx)?;
+    if run.eval_episodes == 0 {
         return Ok(None);
     }
-    let report = evaluate(
-        &onnx,
-        rom,
-        cfg.args.eval_episodes,
-        derive(cfg.args.seed, 7),
-        0.0,
-    )?;
+    let report = evaluate(&onnx, rom, run.eval_episodes, derive(run.seed, 7), 0.0)?;
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Log(e.to_string()))?;
     cartridge_export::write_atomic(out.join("eval.json"), &json)?;
     let extra = [
@@ -379,6 +429,6 @@ fn finish(
             format!("{:.3}", report.mean_return),
         ),
     ];
-    cartridge_export::write_onnx(&ckpt, &extra, &onnx)?;
+    cartridge_export::write_onnx(ckpt, &extra, &onnx)?;
     Ok(Some(report))
 }

@@ -2,8 +2,9 @@
 //! observations written straight into one contiguous u8 `[N, 4, 84, 84]` buffer.
 //!
 //! Auto-reset as gym's vector envs: when an episode ends, the environment resets at once and
-//! the buffer holds the new episode's first observation; the final observation of a
-//! *truncated* episode is kept (for the time-limit bootstrap).
+//! the buffer holds the new episode's first observation; the final observation of the ended
+//! episode is kept (PPO bootstraps truncated episodes from it; DQN stores it in the replay
+//! memory).
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -219,7 +220,13 @@ impl VecEnv {
         &self.obs
     }
 
-    /// Final observation `[4, 84, 84]` of env `i`'s last truncated episode.
+    /// The transitions of the last [`Self::step`].
+    pub fn last_transitions(&self) -> &[Transition] {
+        &self.transitions
+    }
+
+    /// Final observation `[4, 84, 84]` of env `i`'s last ended (terminated or truncated)
+    /// episode.
     pub fn final_obs(&self, i: usize) -> &[u8] {
         &self.final_obs[i * OBS_LEN..(i + 1) * OBS_LEN]
     }
@@ -293,9 +300,7 @@ fn worker<E: Environment>(
                     let obs = slice(bufs.obs, i);
                     let t = e.step(a, obs);
                     if t.terminated || t.truncated {
-                        if t.truncated {
-                            slice(bufs.final_obs, i).copy_from_slice(obs);
-                        }
+                        slice(bufs.final_obs, i).copy_from_slice(obs);
                         e.reset(obs);
                     }
                     t
