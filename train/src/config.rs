@@ -428,7 +428,7 @@ mod tests {
         assert!(e.to_string().contains("at least 8 per env"), "{e}");
         let e = DqnConfig::from_args(&parse_dqn(&["--end-e", "2"])).expect_err("eps");
         assert!(e.to_string().contains("--end-e must be in [0, 1]"), "{e}");
-        let e = DqnConfig::from_args(&parse_dqn(&["--max-grad-norm", "-1"])).expect_err("clip");
+        let e = DqnConfig::from_args(&parse_dqn(&["--max-grad-norm=-1"])).expect_err("clip");
         assert!(
             e.to_string().contains("--max-grad-norm must be positive"),
             "{e}"
