@@ -293,4 +293,49 @@ mod tests {
         assert!((td_loss(&q, &y, true).double_value(&[]) - 1.3125).abs() < 1e-6);
         assert!((td_loss(&q, &y, false).double_value(&[]) - 4.625).abs() < 1e-6);
     }
+
+    #[test]
+    fn every_variant_fits_a_fixed_batch() {
+        use crate::config::{DqnArgs, DqnConfig};
+        use clap::Parser;
+        use rand::SeedableRng;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            dqn: DqnArgs,
+        }
+        tch::set_num_threads(1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let b = 8;
+        let batch = Batch {
+            obs: (0..b * OBS_LEN).map(|_| rng.random()).collect(),
+            next_obs: (0..b * OBS_LEN).map(|_| rng.random()).collect(),
+            actions: (0..b as i64).map(|i| i % 3).collect(),
+            rewards: (0..b)
+                .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+                .collect(),
+            terminated: (0..b).map(|i| if i % 4 == 0 { 1.0 } else { 0.0 }).collect(),
+        };
+        for flags in [
+            &["--loss", "huber"][..],
+            &["--loss", "mse", "--double"],
+            &["--double", "--max-grad-norm", "10"],
+        ] {
+            let mut argv = vec!["t", "--learning-rate", "1e-3", "--gamma", "0.5"];
+            argv.extend_from_slice(flags);
+            let cfg = DqnConfig::from_args(&Cli::parse_from(argv).dqn).expect("cfg");
+            let mut agent = DqnAgent::new(&cfg, 3, Device::Cpu);
+            agent.train_step(&batch).expect("step");
+            let first = agent.take_stats().expect("stats").td_loss;
+            for _ in 0..30 {
+                agent.train_step(&batch).expect("step");
+            }
+            let _ = agent.take_stats();
+            agent.train_step(&batch).expect("step");
+            let last = agent.take_stats().expect("stats").td_loss;
+            assert!(last < 0.5 * first, "{flags:?}: loss {first} -> {last}");
+            assert_eq!(agent.adam.step, 32);
+        }
+    }
 }
