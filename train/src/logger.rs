@@ -4,8 +4,8 @@
 //!   CleanRL's logged quantities; the other algorithm's columns are empty);
 //! - `episodes.jsonl`: one JSON object per finished full game (`global_step`, `return`,
 //!   `length` in agent steps);
-//! - `curve.png`: mean return of the last 100 games and the losses vs agent steps (plotters),
-//!   redrawn at each checkpoint;
+//! - `curve.png`: mean return of the last 100 games, and the PPO losses or DQN's mean Q and
+//!   epsilon, vs agent steps (plotters), redrawn at each checkpoint;
 //! - an indicatif progress bar on stderr.
 //!
 //! On resume, rows and games logged after the checkpoint's step are dropped so the files
@@ -283,19 +283,26 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
             max_x,
             vec![("return", BLUE, series(|r| r.episodic_return))],
         )?;
-        let lines = if rows.iter().any(|r| r.td_loss.is_some()) {
-            vec![
-                ("td_loss", RED, series(|r| r.td_loss)),
-                ("epsilon", MAGENTA, series(|r| r.epsilon)),
-            ]
+        // DQN's TD loss (~1e-3) would sit flat under Q and epsilon (~1); it stays in the csv.
+        let (caption, lines) = if rows.iter().any(|r| r.epsilon.is_some()) {
+            (
+                "mean Q(s, a) of sampled transitions, epsilon",
+                vec![
+                    ("q_values", RED, series(|r| r.q_values)),
+                    ("epsilon", MAGENTA, series(|r| r.epsilon)),
+                ],
+            )
         } else {
-            vec![
-                ("pg_loss", RED, series(|r| r.pg_loss)),
-                ("v_loss", GREEN, series(|r| r.v_loss)),
-                ("entropy", MAGENTA, series(|r| r.entropy)),
-            ]
+            (
+                "losses",
+                vec![
+                    ("pg_loss", RED, series(|r| r.pg_loss)),
+                    ("v_loss", GREEN, series(|r| r.v_loss)),
+                    ("entropy", MAGENTA, series(|r| r.entropy)),
+                ],
+            )
         };
-        panel(&bottom, "losses", text, max_x, lines)?;
+        panel(&bottom, caption, text, max_x, lines)?;
         root.present().map_err(log_err)?;
     }
     std::fs::rename(&tmp, path)?;
