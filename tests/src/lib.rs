@@ -51,6 +51,36 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// Starts `cmd` with piped output, waits (at most `limit`) until `ready()` holds while the
+/// process is still running, sends it SIGINT (Ctrl-C), and returns its output.
+pub fn interrupt_when(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+    ready: impl Fn() -> bool,
+) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let t0 = std::time::Instant::now();
+    while !ready() {
+        assert!(t0.elapsed() < limit, "{cmd:?}: not ready after {limit:?}");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{cmd:?} exited early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    child.wait_with_output().expect("wait")
+}
+
 /// stdout and stderr of an output as strings.
 pub fn texts(o: &Output) -> (String, String) {
     (

@@ -4,10 +4,10 @@
 //! inputs refused cleanly.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use cartridge_tests::{assert_clean_failure, bin, run, summary, texts};
+use cartridge_tests::{assert_clean_failure, bin, interrupt_when, run, summary, texts};
 
 fn metrics_rows(dir: &Path) -> Vec<u64> {
     std::fs::read_to_string(dir.join("metrics.csv"))
@@ -49,31 +49,11 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     let dir = tmp.path().join("run");
 
     // 1. Interrupt after a few iterations: it finishes the iteration, saves, exits 0.
-    let mut child = Command::new(bin("train"))
-        .args(train_args(&dir))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn train");
-    let t0 = Instant::now();
-    while metrics_rows(&dir).len() < 3 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no progress in metrics.csv"
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "train exited early"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let out = child.wait_with_output().expect("wait");
+    let out = interrupt_when(
+        Command::new(bin("train")).args(train_args(&dir)),
+        Duration::from_secs(120),
+        || metrics_rows(&dir).len() >= 3,
+    );
     let (stdout, stderr) = texts(&out);
     assert_eq!(
         out.status.code(),

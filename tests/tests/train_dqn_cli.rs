@@ -6,10 +6,10 @@
 //! too large for the machine refused before anything starts.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use cartridge_tests::{assert_clean_failure, bin, run, summary, texts};
+use cartridge_tests::{assert_clean_failure, bin, interrupt_when, run, summary, texts};
 
 fn metrics(dir: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(dir.join("metrics.csv"))
@@ -51,31 +51,11 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
     let dir = tmp.path().join("run");
 
     // 1. Interrupt once a metrics row (1000 agent steps) is written.
-    let mut child = Command::new(bin("train"))
-        .args(train_args(&dir))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn train");
-    let t0 = Instant::now();
-    while metrics(&dir).len() < 2 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(180),
-            "no progress in metrics.csv"
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "train exited early"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let out = child.wait_with_output().expect("wait");
+    let out = interrupt_when(
+        Command::new(bin("train")).args(train_args(&dir)),
+        Duration::from_secs(180),
+        || metrics(&dir).len() >= 2,
+    );
     let (stdout, stderr) = texts(&out);
     assert_eq!(
         out.status.code(),

@@ -189,6 +189,82 @@ pub(crate) fn check_actions<A>(l: &Loaded<A>, rom: &Rom, actions: &[i32]) -> Res
     Ok(())
 }
 
+/// Checkpointing of a training loop: every `save_every` agent steps, on Ctrl-C, and at the end.
+pub(crate) struct Saver {
+    last_saved: u64,
+    every: u64,
+    started: Instant,
+    seconds_before: f64,
+}
+
+impl Saver {
+    /// A saver for a loop starting at `state`.
+    pub(crate) fn new<A>(state: &RunState<A>, every: u64) -> Self {
+        Self {
+            last_saved: state.global_step,
+            every,
+            started: Instant::now(),
+            seconds_before: state.train_seconds,
+        }
+    }
+
+    /// After a loop step: saves with `save` (and redraws the curve) when a save is due or
+    /// Ctrl-C was pressed; on Ctrl-C returns the outcome to end the run with.
+    pub(crate) fn tick<A>(
+        &mut self,
+        state: &mut RunState<A>,
+        out: &Path,
+        log: &RunLog,
+        title: &str,
+        save: impl FnOnce(&RunState<A>) -> Result<()>,
+    ) -> Result<Option<Outcome>> {
+        let stop = stop_requested();
+        if stop || state.global_step / self.every > self.last_saved / self.every {
+            self.save_now(state, save)?;
+            log.plot(title)?;
+        }
+        if !stop {
+            return Ok(None);
+        }
+        log.println(format!(
+            "interrupted: saved a checkpoint at step {}; continue with --resume {}",
+            state.global_step,
+            out.display()
+        ));
+        log.finish();
+        Ok(Some(Outcome::Trained {
+            out: out.to_path_buf(),
+            global_step: state.global_step,
+            interrupted: true,
+            eval: None,
+        }))
+    }
+
+    /// At the end of the schedule: saves unless this step is saved already.
+    pub(crate) fn at_end<A>(
+        &mut self,
+        state: &mut RunState<A>,
+        resumed: bool,
+        save: impl FnOnce(&RunState<A>) -> Result<()>,
+    ) -> Result<()> {
+        if self.last_saved != state.global_step || !resumed {
+            self.save_now(state, save)?;
+        }
+        Ok(())
+    }
+
+    fn save_now<A>(
+        &mut self,
+        state: &mut RunState<A>,
+        save: impl FnOnce(&RunState<A>) -> Result<()>,
+    ) -> Result<()> {
+        state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+        save(state)?;
+        self.last_saved = state.global_step;
+        Ok(())
+    }
+}
+
 /// Runs `train ppo` with these arguments.
 pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     let Start {
@@ -236,10 +312,10 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
         ctrlc::set_handler(|| crate::ppo::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
 
     let started = Instant::now();
-    let seconds_before = state.train_seconds;
+    let mut saver = Saver::new(&state, a.run.save_every);
+    let title = format!("PPO {} (seed {})", rom.game, a.run.seed);
     let mut bench_timings = Timings::default();
     let mut bench_start: Option<(Instant, u64)> = None;
-    let mut last_saved = state.global_step;
     let first = state.iteration + 1;
     for iteration in first..=cfg.num_iterations {
         tch::manual_seed(derive(a.run.seed, 1_000_000 + iteration) as i64);
@@ -300,27 +376,10 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
             sps,
             ..MetricsRow::default()
         })?;
-        let stop = stop_requested();
-        let due = state.global_step / a.run.save_every > last_saved / a.run.save_every;
-        if due || stop {
-            state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-            save(&out, &model, &adam, &state, &rom, &actions)?;
-            log.plot(&format!("PPO {} (seed {})", rom.game, a.run.seed))?;
-            last_saved = state.global_step;
-        }
-        if stop {
-            log.println(format!(
-                "interrupted: saved a checkpoint at step {}; continue with --resume {}",
-                state.global_step,
-                out.display()
-            ));
-            log.finish();
-            return Ok(Outcome::Trained {
-                out,
-                global_step: state.global_step,
-                interrupted: true,
-                eval: None,
-            });
+        if let Some(o) = saver.tick(&mut state, &out, log, &title, |st| {
+            save(&out, &model, &adam, st, &rom, &actions)
+        })? {
+            return Ok(o);
         }
     }
 
@@ -341,11 +400,10 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     }
 
     let log = log.as_mut().ok_or_else(|| Error::Log("no log".into()))?;
-    state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-    if last_saved != state.global_step || loaded.is_none() {
-        save(&out, &model, &adam, &state, &rom, &actions)?;
-    }
-    log.plot(&format!("PPO {} (seed {})", rom.game, a.run.seed))?;
+    saver.at_end(&mut state, loaded.is_some(), |st| {
+        save(&out, &model, &adam, st, &rom, &actions)
+    })?;
+    log.plot(&title)?;
     log.finish();
     let ckpt = cartridge_export::Checkpoint {
         meta: metadata(Algo::Ppo, &rom, &actions, &state, a.run.seed)?,

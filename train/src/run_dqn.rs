@@ -22,9 +22,10 @@ use crate::checkpoint::{self, RunState, Snapshot};
 use crate::config::{DqnArgs, DqnConfig};
 use crate::dqn::{collect, epsilon, start_episodes, DqnAgent};
 use crate::logger::{MetricsRow, RunLog};
-use crate::ppo::stop_requested;
 use crate::replay::{bytes_needed, ReplayMemory};
-use crate::run::{check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Start};
+use crate::run::{
+    check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver, Start,
+};
 use crate::{Error, Result};
 
 /// Agent steps between `metrics.csv` rows.
@@ -193,9 +194,7 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
     let n = a.num_envs as u64;
     let mut act_rng = ChaCha8Rng::seed_from_u64(derive(a.run.seed, 2 + 1000 * state.resumes));
     let mut sample_rng = ChaCha8Rng::seed_from_u64(derive(a.run.seed, 3 + 1000 * state.resumes));
-    let started = Instant::now();
-    let seconds_before = state.train_seconds;
-    let mut last_saved = state.global_step;
+    let mut saver = Saver::new(&state, a.run.save_every);
     let mut collected = 0u64;
     let mut interval = (Instant::now(), state.global_step);
     let title = format!(
@@ -242,34 +241,16 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
                 ..MetricsRow::default()
             })?;
         }
-        let stop = stop_requested();
-        let due = state.global_step / a.run.save_every > last_saved / a.run.save_every;
-        if due || stop {
-            state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-            save(&out, &agent, &replay, &state, &rom, &actions)?;
-            log.plot(&title)?;
-            last_saved = state.global_step;
-        }
-        if stop {
-            log.println(format!(
-                "interrupted: saved a checkpoint at step {}; continue with --resume {}",
-                state.global_step,
-                out.display()
-            ));
-            log.finish();
-            return Ok(Outcome::Trained {
-                out,
-                global_step: state.global_step,
-                interrupted: true,
-                eval: None,
-            });
+        if let Some(o) = saver.tick(&mut state, &out, &log, &title, |st| {
+            save(&out, &agent, &replay, st, &rom, &actions)
+        })? {
+            return Ok(o);
         }
     }
 
-    state.train_seconds = seconds_before + started.elapsed().as_secs_f64();
-    if last_saved != state.global_step || loaded.is_none() {
-        save(&out, &agent, &replay, &state, &rom, &actions)?;
-    }
+    saver.at_end(&mut state, loaded.is_some(), |st| {
+        save(&out, &agent, &replay, st, &rom, &actions)
+    })?;
     log.plot(&title)?;
     log.finish();
     let ckpt = Checkpoint {
