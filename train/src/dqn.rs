@@ -9,7 +9,7 @@ use rand::Rng;
 use tch::{no_grad, Device, Kind, Reduction, Tensor};
 
 use crate::adam::{clip_grad_norm, zero_grad, Adam};
-use crate::config::DqnConfig;
+use crate::config::{DqnArgs, DqnConfig};
 use crate::model::QNetwork;
 use crate::replay::{Batch, ReplayMemory};
 use crate::vecenv::{Episode, VecEnv};
@@ -189,6 +189,31 @@ impl DqnAgent {
     }
 }
 
+/// The learning schedule for agent steps `before + 1 ..= after` (CleanRL's per-step checks):
+/// past `learning_starts`, a gradient step on a sampled minibatch every `train_frequency`
+/// steps and a target update every `target_network_frequency` steps. Returns the gradient
+/// steps taken.
+pub fn learn_due(
+    agent: &mut DqnAgent,
+    replay: &ReplayMemory,
+    a: &DqnArgs,
+    before: u64,
+    after: u64,
+    rng: &mut impl Rng,
+) -> Result<u64> {
+    let mut steps = 0;
+    for s in (before + 1).max(a.learning_starts + 1)..=after {
+        if s % a.train_frequency == 0 {
+            agent.train_step(&replay.sample(a.batch_size, rng)?)?;
+            steps += 1;
+        }
+        if s % a.target_network_frequency == 0 {
+            agent.update_target(a.tau);
+        }
+    }
+    Ok(steps)
+}
+
 /// The newest frame `[84, 84]` of an observation `[4, 84, 84]`.
 fn newest(obs: &[u8]) -> &[u8] {
     &obs[(OBS_LEN - FRAME_LEN)..OBS_LEN]
@@ -228,9 +253,9 @@ pub fn collect(
             }
         })
         .collect();
-    let transitions = envs.step(&actions)?.to_vec();
+    envs.step(&actions)?;
     let mut games = Vec::new();
-    for (i, t) in transitions.iter().enumerate() {
+    for (i, t) in envs.last_transitions().iter().enumerate() {
         let ended = t.terminated || t.truncated;
         let next = if ended {
             envs.final_obs(i)

@@ -2,7 +2,6 @@
 //! rollout, GAE, minibatch update, each a small function. [`crate::run`] ties them to
 //! checkpoints and logs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cartridge_infer::preprocess::OBS_LEN;
@@ -283,14 +282,6 @@ pub fn update(
     stats.clipfrac = clipfracs.iter().sum::<f64>() / clipfracs.len().max(1) as f64;
     stats.explained_variance = explained_variance(&values_cpu, &ret);
     Ok(stats)
-}
-
-/// Set by the Ctrl-C handler; the loop finishes its iteration, saves and exits.
-pub static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Whether a stop was requested.
-pub fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! evaluate it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cartridge_export::{Algo, Metadata};
@@ -17,7 +18,7 @@ use crate::config::{AlgoArgs, PpoArgs, PpoConfig, RunArgs};
 use crate::eval::{evaluate, EvalReport};
 use crate::logger::{MetricsRow, RunLog};
 use crate::model::ActorCritic;
-use crate::ppo::{rollout, stop_requested, update, Storage, Timings};
+use crate::ppo::{rollout, update, Storage, Timings};
 use crate::vecenv::{AtariTrainEnv, VecEnv};
 use crate::{Error, Result};
 
@@ -189,6 +190,9 @@ pub(crate) fn check_actions<A>(l: &Loaded<A>, rom: &Rom, actions: &[i32]) -> Res
     Ok(())
 }
 
+/// Set by the Ctrl-C handler; the loop finishes its step, saves and exits.
+static STOP: AtomicBool = AtomicBool::new(false);
+
 /// Checkpointing of a training loop: every `save_every` agent steps, on Ctrl-C, and at the end.
 pub(crate) struct Saver {
     last_saved: u64,
@@ -198,8 +202,11 @@ pub(crate) struct Saver {
 }
 
 impl Saver {
-    /// A saver for a loop starting at `state`.
+    /// A saver for a loop starting at `state`; installs the Ctrl-C handler.
     pub(crate) fn new<A>(state: &RunState<A>, every: u64) -> Self {
+        // Fails only if a handler is already installed (a second run in this process), which
+        // then sets the same flag.
+        let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
         Self {
             last_saved: state.global_step,
             every,
@@ -218,7 +225,7 @@ impl Saver {
         title: &str,
         save: impl FnOnce(&RunState<A>) -> Result<()>,
     ) -> Result<Option<Outcome>> {
-        let stop = stop_requested();
+        let stop = STOP.load(Ordering::SeqCst);
         if stop || state.global_step / self.every > self.last_saved / self.every {
             self.save_now(state, save)?;
             log.plot(title)?;
@@ -308,9 +315,6 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
             if state.global_step > 0 { format!(", resuming at step {}", state.global_step) } else { String::new() }
         ));
     }
-    let _ =
-        ctrlc::set_handler(|| crate::ppo::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
-
     let started = Instant::now();
     let mut saver = Saver::new(&state, a.run.save_every);
     let title = format!("PPO {} (seed {})", rom.game, a.run.seed);

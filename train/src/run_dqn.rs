@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, RunState, Snapshot};
 use crate::config::{DqnArgs, DqnConfig};
-use crate::dqn::{collect, epsilon, start_episodes, DqnAgent};
+use crate::dqn::{collect, epsilon, learn_due, start_episodes, DqnAgent};
 use crate::logger::{MetricsRow, RunLog};
 use crate::replay::{bytes_needed, ReplayMemory};
 use crate::run::{
@@ -188,9 +188,6 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
             (true, r) => format!(" (refilling the replay memory for {r} steps first)"),
         }
     ));
-    let _ =
-        ctrlc::set_handler(|| crate::ppo::STOP.store(true, std::sync::atomic::Ordering::SeqCst));
-
     let n = a.num_envs as u64;
     let mut act_rng = ChaCha8Rng::seed_from_u64(derive(a.run.seed, 2 + 1000 * state.resumes));
     let mut sample_rng = ChaCha8Rng::seed_from_u64(derive(a.run.seed, 3 + 1000 * state.resumes));
@@ -212,19 +209,14 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
         state.episodes += games.len() as u64;
         log.games(state.global_step, &games)?;
         if collected >= refill {
-            for step in before + 1..=state.global_step {
-                if step <= a.learning_starts {
-                    continue;
-                }
-                if step % a.train_frequency == 0 {
-                    let batch = replay.sample(a.batch_size, &mut sample_rng)?;
-                    agent.train_step(&batch)?;
-                    state.iteration += 1;
-                }
-                if step % a.target_network_frequency == 0 {
-                    agent.update_target(a.tau);
-                }
-            }
+            state.iteration += learn_due(
+                &mut agent,
+                &replay,
+                a,
+                before,
+                state.global_step,
+                &mut sample_rng,
+            )?;
         }
 
         if state.global_step / LOG_EVERY > before / LOG_EVERY {
@@ -309,16 +301,13 @@ fn bench(
     }
     let fill_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
+    // Counted from learning_starts, so every step is past it.
     let mut steps = 0u64;
     let mut grads = 0u64;
     while steps < BENCH_TRAIN_STEPS {
         collect(agent, envs, replay, 0.01, &mut rng)?;
-        for s in steps + 1..=steps + n {
-            if s % a.train_frequency == 0 {
-                agent.train_step(&replay.sample(a.batch_size, &mut rng)?)?;
-                grads += 1;
-            }
-        }
+        let from = a.learning_starts + steps;
+        grads += learn_due(agent, replay, a, from, from + n, &mut rng)?;
         steps += n;
     }
     let _ = agent.take_stats();

@@ -6,7 +6,7 @@
 use cartridge_infer::preprocess::{FRAME_LEN, OBS_LEN};
 use cartridge_train::adam::Adam;
 use cartridge_train::config::{DqnArgs, DqnConfig, PpoArgs, PpoConfig};
-use cartridge_train::dqn::{collect, start_episodes, DqnAgent};
+use cartridge_train::dqn::{collect, learn_due, start_episodes, DqnAgent};
 use cartridge_train::model::ActorCritic;
 use cartridge_train::ppo::{rollout, update, Storage, Timings};
 use cartridge_train::replay::ReplayMemory;
@@ -66,6 +66,25 @@ impl Environment for LeftRight {
             }),
         }
     }
+}
+
+/// Greedy decisions `decide(obs)` that pick the square's side, out of 200 fresh first
+/// observations (a reset fills the stack with one image).
+fn greedy_correct(decide: impl Fn(&[u8]) -> usize) -> usize {
+    let mut seeds = ChaCha8Rng::seed_from_u64(99);
+    let mut obs = vec![0u8; OBS_LEN];
+    (0..200)
+        .filter(|_| {
+            let mut env = LeftRight {
+                rng: ChaCha8Rng::seed_from_u64(seeds.random()),
+                side: 0,
+                t: 0,
+                ret: 0.0,
+            };
+            env.reset(&mut obs);
+            decide(&obs) == env.side
+        })
+        .count()
 }
 
 #[derive(Parser)]
@@ -164,15 +183,7 @@ fn dqn_learns_left_right_from_pixels() {
             cartridge_train::dqn::epsilon(args.start_e, args.end_e, cfg.exploration_steps, step);
         let games = collect(&agent, &mut envs, &mut replay, eps, &mut rng).expect("collect");
         recent.extend(games.iter().map(|g| g.ret));
-        for s in step + 1..=step + 4 {
-            if s > args.learning_starts {
-                let batch = replay.sample(args.batch_size, &mut rng).expect("sample");
-                agent.train_step(&batch).expect("train");
-                if s % args.target_network_frequency == 0 {
-                    agent.update_target(args.tau);
-                }
-            }
-        }
+        learn_due(&mut agent, &replay, &args, step, step + 4, &mut rng).expect("learn");
         step += 4;
         let last: Vec<f64> = recent.iter().rev().take(16).copied().collect();
         if step > cfg.exploration_steps
@@ -182,16 +193,7 @@ fn dqn_learns_left_right_from_pixels() {
             break;
         }
     }
-    // Greedy evaluation on fresh images: 200 decisions, each on a freshly reset stack.
-    let mut seeds = ChaCha8Rng::seed_from_u64(99);
-    let mut correct = 0;
-    let mut obs = vec![0u8; OBS_LEN];
-    for _ in 0..200 {
-        let mut env = StackedLeftRight::new(seeds.random());
-        env.reset(&mut obs);
-        let a = agent.greedy(&obs).expect("greedy")[0];
-        correct += usize::from(a == env.inner.side);
-    }
+    let correct = greedy_correct(|obs| agent.greedy(obs).expect("greedy")[0]);
     let mean_train: f64 = recent.iter().rev().take(16).sum::<f64>() / 16.0;
     eprintln!(
         "dqn left-right: {correct}/200 greedy, training return {mean_train:.2}/20 after {} games \
@@ -269,24 +271,11 @@ fn ppo_learns_left_right_from_pixels() {
             break;
         }
     }
-    // Greedy evaluation on fresh images: 200 decisions.
-    let mut rng = ChaCha8Rng::seed_from_u64(99);
-    let mut env = LeftRight {
-        rng: ChaCha8Rng::seed_from_u64(1234),
-        side: 0,
-        t: 0,
-        ret: 0.0,
-    };
-    let mut obs = vec![0u8; OBS_LEN];
-    let mut correct = 0;
-    for _ in 0..200 {
-        env.rng = ChaCha8Rng::seed_from_u64(rng.random());
-        env.reset(&mut obs);
-        let x = Tensor::from_slice(&obs).view([1, 4, 84, 84]);
+    let correct = greedy_correct(|obs| {
+        let x = Tensor::from_slice(obs).view([1, 4, 84, 84]);
         let (logits, _) = tch::no_grad(|| model.forward(&x));
-        let a = logits.argmax(-1, false).int64_value(&[0]) as usize;
-        correct += usize::from(a == env.side);
-    }
+        logits.argmax(-1, false).int64_value(&[0]) as usize
+    });
     let mean_train: f64 = recent.iter().rev().take(16).sum::<f64>() / 16.0;
     eprintln!(
         "left-right: {correct}/200 greedy, training return {mean_train:.2}/20 after {} games, {:.1} s",
