@@ -30,6 +30,9 @@ fn play_one_episode(game: &str, algo: Algo, max_score: f64, min_score: f64) {
         "{game} score {score}"
     );
     assert_eq!(s["mean_return"].as_f64(), Some(score));
+    assert_eq!(s["min_return"].as_f64(), Some(score));
+    assert_eq!(s["max_return"].as_f64(), Some(score));
+    assert_eq!(s["std_return"].as_f64(), Some(0.0));
     // A full game takes hundreds of agent steps; the frame count is a multiple-of-1 total.
     let frames = s["frames"].as_u64().expect("frames");
     assert!(frames > 100 && frames <= 108_000, "frames {frames}");
