@@ -6,6 +6,9 @@
 #   make test    the same set-up plus test tools (Xvfb, onnx, OpenCV), then the whole suite.
 #   make train   build `train` (installs torch 2.11.0 into .venv first).
 #   make bench   criterion benchmarks of the runtime, and `train ppo --bench`.
+#   make eval    DESIGN.md's evaluation of MODEL on GAME with `play` itself: 30 full games with
+#                NoopReset starts, sticky actions off (seed 1), then p = 0.25 (seed 2); prints
+#                play's two JSON summary lines (the model cards' models/<game>.eval.jsonl).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := play
@@ -23,7 +26,7 @@ PLAY_ARGS  ?=
 # torch-sys builds against the torch of .venv: its python must come first on PATH.
 TORCH_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: play test bench train deps test-deps venv build clean-models
+.PHONY: play test bench train eval deps test-deps venv build clean-models
 
 # --- set-up ------------------------------------------------------------------------------
 
@@ -82,6 +85,12 @@ test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train
 bench: build train
 	cargo bench --locked -p cartridge-infer --bench runtime
 	$(RELEASE)/train ppo --rom breakout --bench
+
+EVAL_EPISODES ?= 30
+eval: build $(VENV)/.stamp
+	@$(MAKE) --no-print-directory $(MODEL)
+	@$(RELEASE)/play $(MODEL) --rom $(GAME) --headless --episodes $(EVAL_EPISODES) --seed 1 | tail -n 1
+	@$(RELEASE)/play $(MODEL) --rom $(GAME) --headless --episodes $(EVAL_EPISODES) --seed 2 --sticky 0.25 | tail -n 1
 
 clean-models:
 	rm -rf target/models

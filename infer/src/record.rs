@@ -39,9 +39,15 @@ impl GifRecorder {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".cartridge-record-")
-            .suffix(".gif.tmp")
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".cartridge-record-").suffix(".gif.tmp");
+        // tempfile creates 0600; a recording is an ordinary file to share.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        let tmp = builder
             .tempfile_in(dir)
             .map_err(|e| {
                 Error::Record(format!(

@@ -112,6 +112,12 @@ fn record_writes_an_animated_gif() {
     let s = summary(&o);
     let bytes = std::fs::read(&gif).expect("gif written");
     assert_eq!(&bytes[..6], b"GIF89a");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&gif).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o044, 0o044, "group/other cannot read the GIF: {mode:o}");
+    }
     // 400 frames at frame skip 4: the reset frame plus <= 100 steps (plus noops/fire).
     let frames = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(&bytes))
         .map(|d| image::AnimationDecoder::into_frames(d).count())
