@@ -1,0 +1,110 @@
+//! The shipped agents, `models/<game>.onnx`: each is a PPO policy for its ROM, and the
+//! evaluation that its model card and the README quote (`models/<game>.eval.jsonl`: play's two
+//! JSON summary lines from `make eval`, sticky actions off then p = 0.25) is what `play`
+//! reproduces on the shipped file. Play is deterministic for a seed (seeded emulator, NoopReset
+//! and sampling), so the first games of a rerun must match the recorded returns exactly.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cartridge_tests::{bin, root, run, summary};
+use serde_json::Value;
+
+/// Games replayed per evaluation line; the full 30 are `make eval`'s job.
+const REPLAYED: usize = 2;
+
+fn model(game: &str) -> PathBuf {
+    root().join("models").join(format!("{game}.onnx"))
+}
+
+fn metadata(game: &str) -> Vec<(String, String)> {
+    let bytes = std::fs::read(model(game)).unwrap_or_else(|e| panic!("models/{game}.onnx: {e}"));
+    cartridge_export::read_metadata_props(&bytes).expect("metadata")
+}
+
+fn evaluations(game: &str) -> Vec<Value> {
+    let path = root().join("models").join(format!("{game}.eval.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+fn returns(v: &Value) -> Vec<i64> {
+    v["returns"]
+        .as_array()
+        .expect("returns")
+        .iter()
+        .map(|r| r.as_i64().expect("integer score"))
+        .collect()
+}
+
+/// Checks `game`'s shipped model and evaluation; returns the sticky-off mean.
+fn check_shipped(game: &str) -> f64 {
+    let meta = metadata(game);
+    let get = |k: &str| {
+        meta.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("cartridge.algo"), Some("ppo"));
+    assert_eq!(get("cartridge.game"), Some(game));
+    let evals = evaluations(game);
+    assert_eq!(evals.len(), 2, "sticky off, then sticky 0.25");
+    for (eval, sticky) in evals.iter().zip([0.0, 0.25]) {
+        let r = returns(eval);
+        // DESIGN.md's protocol: >= 30 full games, sampling from the policy.
+        assert!(r.len() >= 30, "{} games", r.len());
+        assert_eq!(eval["episodes"].as_u64(), Some(r.len() as u64));
+        assert_eq!(eval["selection"], "sample");
+        assert_eq!(eval["sticky"].as_f64(), Some(sticky));
+        let mean = r.iter().sum::<i64>() as f64 / r.len() as f64;
+        assert!((eval["mean_return"].as_f64().expect("mean") - mean).abs() < 1e-9);
+        assert_eq!(eval["min_return"].as_i64(), r.iter().copied().min());
+        assert_eq!(eval["max_return"].as_i64(), r.iter().copied().max());
+
+        let seed = eval["seed"].as_u64().expect("seed").to_string();
+        let out = run(Command::new(bin("play")).arg(model(game)).args([
+            "--rom",
+            game,
+            "--headless",
+            "--episodes",
+            &REPLAYED.to_string(),
+            "--seed",
+            &seed,
+            "--sticky",
+            &sticky.to_string(),
+        ]));
+        assert_eq!(
+            returns(&summary(&out)),
+            r[..REPLAYED],
+            "{game}, sticky {sticky}: play on the shipped model no longer gives the recorded games"
+        );
+    }
+    // The model card quotes this mean; the ONNX metadata carries it too (DESIGN.md).
+    let mean = evals[0]["mean_return"].as_f64().expect("mean");
+    let meta_mean: f64 = get("cartridge.eval_mean_return")
+        .expect("cartridge.eval_mean_return")
+        .parse()
+        .expect("number");
+    assert!((meta_mean - mean).abs() < 1e-6, "{meta_mean} vs {mean}");
+    assert_eq!(
+        get("cartridge.eval_episodes"),
+        Some(evals[0]["episodes"].to_string().as_str())
+    );
+    mean
+}
+
+#[test]
+fn shipped_pong_agent_wins() {
+    // Random play scores -19.9 ± 1.0 over 30 games (README, `play --epsilon 1`); 21 is a shutout.
+    let mean = check_shipped("pong");
+    assert!(mean > 0.0, "pong mean {mean}");
+}
+
+#[test]
+fn shipped_breakout_agent_beats_random() {
+    // Random play scores 1.7 (Mnih et al. 2015, Extended Data Table 2).
+    let mean = check_shipped("breakout");
+    assert!(mean > 10.0, "breakout mean {mean}");
+}
