@@ -47,14 +47,12 @@ impl GifRecorder {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o644));
         }
-        let tmp = builder
-            .tempfile_in(dir)
-            .map_err(|e| {
-                Error::Record(format!(
-                    "cannot write in {} ({e}); pick another --record path",
-                    dir.display()
-                ))
-            })?;
+        let tmp = builder.tempfile_in(dir).map_err(|e| {
+            Error::Record(format!(
+                "cannot write in {} ({e}); pick another --record path",
+                dir.display()
+            ))
+        })?;
         let (file, tmp) = tmp.into_parts();
         let mut encoder = GifEncoder::new_with_speed(BufWriter::new(file.try_clone()?), 10);
         encoder

@@ -116,7 +116,11 @@ fn record_writes_an_animated_gif() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&gif).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o044, 0o044, "group/other cannot read the GIF: {mode:o}");
+        assert_eq!(
+            mode & 0o044,
+            0o044,
+            "group/other cannot read the GIF: {mode:o}"
+        );
     }
     // 400 frames at frame skip 4: the reset frame plus <= 100 steps (plus noops/fire).
     let frames = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(&bytes))
