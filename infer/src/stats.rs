@@ -1,4 +1,42 @@
-//! Timing helpers for the summary line: latency percentiles and process CPU time.
+//! Helpers for summary lines: episode-return statistics, latency percentiles and process CPU
+//! time.
+
+/// Mean, population standard deviation, min and max of episode returns (DESIGN.md's
+/// evaluation protocol). All zero for no episodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReturnStats {
+    /// Mean return.
+    pub mean: f64,
+    /// Population standard deviation (divides by n).
+    pub std: f64,
+    /// Lowest return.
+    pub min: f64,
+    /// Highest return.
+    pub max: f64,
+}
+
+impl ReturnStats {
+    /// Statistics of `returns`.
+    pub fn of(returns: &[f64]) -> Self {
+        if returns.is_empty() {
+            return Self {
+                mean: 0.0,
+                std: 0.0,
+                min: 0.0,
+                max: 0.0,
+            };
+        }
+        let n = returns.len() as f64;
+        let mean = returns.iter().sum::<f64>() / n;
+        let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
+        Self {
+            mean,
+            std: var.sqrt(),
+            min: returns.iter().copied().fold(f64::INFINITY, f64::min),
+            max: returns.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+}
 
 /// The `q`-quantile (0..=1) of `samples` by nearest rank; 0 for no samples. Sorts in place.
 pub fn percentile(samples: &mut [f64], q: f64) -> f64 {
@@ -26,6 +64,23 @@ pub fn process_cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn return_stats_by_hand() {
+        // [2, 4, 4, 4, 5, 5, 7, 9]: mean 5, squared deviations sum to 32, 32 / 8 = 4, std 2.
+        let s = ReturnStats::of(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert_eq!(
+            s,
+            ReturnStats {
+                mean: 5.0,
+                std: 2.0,
+                min: 2.0,
+                max: 9.0
+            }
+        );
+        assert_eq!(ReturnStats::of(&[-21.0]).std, 0.0);
+        assert_eq!(ReturnStats::of(&[]).mean, 0.0);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

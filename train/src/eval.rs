@@ -9,6 +9,7 @@ use cartridge_infer::policy::{ModelOverrides, Policy};
 use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
 use cartridge_infer::rom::Rom;
 use cartridge_infer::select::{ActionSelector, Selection};
+use cartridge_infer::stats::ReturnStats;
 use serde::Serialize;
 
 use crate::Result;
@@ -65,16 +66,14 @@ pub fn evaluate(
         }
         returns.push(env.episode_return() as f64);
     }
-    let n = returns.len().max(1) as f64;
-    let mean = returns.iter().sum::<f64>() / n;
-    let std = (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let stats = ReturnStats::of(&returns);
     Ok(EvalReport {
         game: rom.game.clone(),
         episodes: returns.len(),
-        mean_return: mean,
-        std_return: std,
-        min_return: returns.iter().copied().fold(f64::INFINITY, f64::min),
-        max_return: returns.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        mean_return: stats.mean,
+        std_return: stats.std,
+        min_return: stats.min,
+        max_return: stats.max,
         returns,
         sticky,
         seed,

@@ -413,13 +413,7 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
         meta: metadata(Algo::Ppo, &rom, &actions, &state, a.run.seed)?,
         tensors: model.tensors()?,
     };
-    let eval = finish(&out, &rom, &a.run, &ckpt)?;
-    Ok(Outcome::Trained {
-        out,
-        global_step: state.global_step,
-        interrupted: false,
-        eval,
-    })
+    finish(out, &rom, &a.run, &ckpt, state.global_step)
 }
 
 /// Checkpoint metadata of a run at `state`.
@@ -464,10 +458,26 @@ fn save(
     Ok(())
 }
 
-/// Writes `model.onnx` from `ckpt`, evaluates it (`run.eval_episodes` full games, the
-/// algorithm's default action selection), writes `eval.json` and records the result in the
-/// model's metadata.
+/// Ends a run that reached its total: writes `model.onnx` from `ckpt`, evaluates it
+/// (`run.eval_episodes` full games, the algorithm's default action selection), writes
+/// `eval.json`, records the result in the model's metadata and reports the outcome.
 pub(crate) fn finish(
+    out: PathBuf,
+    rom: &Rom,
+    run: &RunArgs,
+    ckpt: &cartridge_export::Checkpoint,
+    global_step: u64,
+) -> Result<Outcome> {
+    let eval = evaluate_export(&out, rom, run, ckpt)?;
+    Ok(Outcome::Trained {
+        out,
+        global_step,
+        interrupted: false,
+        eval,
+    })
+}
+
+fn evaluate_export(
     out: &Path,
     rom: &Rom,
     run: &RunArgs,

@@ -249,13 +249,7 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
         meta: metadata(Algo::Dqn, &rom, &actions, &state, a.run.seed)?,
         tensors: agent.online.tensors()?,
     };
-    let eval = finish(&out, &rom, &a.run, &ckpt)?;
-    Ok(Outcome::Trained {
-        out,
-        global_step: state.global_step,
-        interrupted: false,
-        eval,
-    })
+    finish(out, &rom, &a.run, &ckpt, state.global_step)
 }
 
 fn save(

@@ -16,7 +16,7 @@ use cartridge_infer::record::GifRecorder;
 use cartridge_infer::rom::RomSearch;
 use cartridge_infer::seed;
 use cartridge_infer::select::{ActionSelector, Selection};
-use cartridge_infer::stats::{percentile, process_cpu_seconds};
+use cartridge_infer::stats::{percentile, process_cpu_seconds, ReturnStats};
 use cartridge_infer::window::{display_available, GameWindow, WindowEvent};
 
 /// Play an ONNX Atari policy on a real ROM (ALE + ONNX Runtime).
@@ -362,13 +362,7 @@ fn run() -> anyhow::Result<()> {
         let path = r.finish()?;
         eprintln!("recorded {frames} frames to {}", path.display());
     }
-    let n = returns.len().max(1) as f64;
-    let mean = returns.iter().sum::<i64>() as f64 / n;
-    let var = returns
-        .iter()
-        .map(|&r| (r as f64 - mean).powi(2))
-        .sum::<f64>()
-        / n;
+    let stats = ReturnStats::of(&returns.iter().map(|&r| r as f64).collect::<Vec<_>>());
     let summary = Summary {
         game: rom.game.clone(),
         model: model_name,
@@ -379,10 +373,10 @@ fn run() -> anyhow::Result<()> {
             Selection::EpsilonGreedy(e) => format!("epsilon_greedy({e})"),
         },
         episodes: returns.len(),
-        mean_return: mean,
-        std_return: var.sqrt(),
-        min_return: returns.iter().copied().min().unwrap_or(0),
-        max_return: returns.iter().copied().max().unwrap_or(0),
+        mean_return: stats.mean,
+        std_return: stats.std,
+        min_return: stats.min as i64,
+        max_return: stats.max as i64,
         returns,
         frames: total_frames,
         wall_s,
