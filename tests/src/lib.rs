@@ -6,6 +6,7 @@
 
 pub mod reference;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -149,4 +150,13 @@ pub fn summary(o: &Output) -> serde_json::Value {
         .last()
         .unwrap_or_else(|| panic!("no stdout; stderr: {err}"));
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+/// The `metadata_props` of the ONNX model at `path`, by key (`cartridge.algo`, ...).
+pub fn onnx_metadata(path: &Path) -> HashMap<String, String> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    cartridge_export::read_metadata_props(&bytes)
+        .expect("metadata")
+        .into_iter()
+        .collect()
 }

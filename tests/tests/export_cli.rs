@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use cartridge_export::Algo;
-use cartridge_tests::{assert_clean_failure, bin, random_checkpoint, run, texts};
+use cartridge_tests::{assert_clean_failure, bin, onnx_metadata, random_checkpoint, run, texts};
 
 #[test]
 fn init_random_then_convert_checkpoint() {
@@ -32,12 +32,8 @@ fn init_random_then_convert_checkpoint() {
     let (out, err) = texts(&o);
     assert!(o.status.success(), "{out}\n{err}");
     let bytes = std::fs::read(&onnx).expect("onnx written");
-    let meta = cartridge_export::read_metadata_props(&bytes).expect("metadata");
-    let get = |k: &str| {
-        meta.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let meta = onnx_metadata(&onnx);
+    let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.algo"), Some("dqn"));
     assert_eq!(get("cartridge.game"), Some("pong"));
     assert_eq!(get("cartridge.actions"), Some("0,1,3,4,11,12"));

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cartridge_tests::{bin, root, run, summary};
+use cartridge_tests::{bin, onnx_metadata, root, run, summary};
 use serde_json::Value;
 
 /// Games replayed per evaluation line; the full 30 are `make eval`'s job.
@@ -15,11 +15,6 @@ const REPLAYED: usize = 2;
 
 fn model(game: &str) -> PathBuf {
     root().join("models").join(format!("{game}.onnx"))
-}
-
-fn metadata(game: &str) -> Vec<(String, String)> {
-    let bytes = std::fs::read(model(game)).unwrap_or_else(|e| panic!("models/{game}.onnx: {e}"));
-    cartridge_export::read_metadata_props(&bytes).expect("metadata")
 }
 
 fn evaluations(game: &str) -> Vec<Value> {
@@ -41,12 +36,8 @@ fn returns(v: &Value) -> Vec<i64> {
 
 /// Checks `game`'s shipped model and evaluation; returns the sticky-off mean.
 fn check_shipped(game: &str) -> f64 {
-    let meta = metadata(game);
-    let get = |k: &str| {
-        meta.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let meta = onnx_metadata(&model(game));
+    let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.algo"), Some("ppo"));
     assert_eq!(get("cartridge.game"), Some(game));
     let evals = evaluations(game);

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cartridge_tests::{assert_clean_failure, bin, interrupt_when, run, summary, texts};
+use cartridge_tests::{
+    assert_clean_failure, bin, interrupt_when, onnx_metadata, run, summary, texts,
+};
 
 fn metrics_rows(dir: &Path) -> Vec<u64> {
     std::fs::read_to_string(dir.join("metrics.csv"))
@@ -113,15 +115,8 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     let eval: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("eval.json")).expect("eval")).expect("json");
     assert_eq!(eval["episodes"], 1);
-    let meta = cartridge_export::read_metadata_props(
-        &std::fs::read(dir.join("model.onnx")).expect("onnx"),
-    )
-    .expect("metadata");
-    let get = |k: &str| {
-        meta.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
+    let meta = onnx_metadata(&dir.join("model.onnx"));
+    let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.train_steps").as_deref(), Some("4096"));
     assert_eq!(get("cartridge.eval_episodes").as_deref(), Some("1"));
     assert!(get("cartridge.eval_mean_return").is_some());

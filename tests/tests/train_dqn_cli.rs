@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cartridge_tests::{assert_clean_failure, bin, interrupt_when, run, summary, texts};
+use cartridge_tests::{
+    assert_clean_failure, bin, interrupt_when, onnx_metadata, run, summary, texts,
+};
 
 fn metrics(dir: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(dir.join("metrics.csv"))
@@ -124,15 +126,8 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
     let eval: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("eval.json")).expect("eval")).expect("json");
     assert_eq!(eval["selection"], "EpsilonGreedy(0.05)");
-    let meta = cartridge_export::read_metadata_props(
-        &std::fs::read(dir.join("model.onnx")).expect("onnx"),
-    )
-    .expect("metadata");
-    let get = |k: &str| {
-        meta.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
+    let meta = onnx_metadata(&dir.join("model.onnx"));
+    let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.algo").as_deref(), Some("dqn"));
     assert_eq!(get("cartridge.train_steps").as_deref(), Some("3000"));
 
