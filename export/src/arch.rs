@@ -240,6 +240,40 @@ pub fn random_init(algo: Algo, n_actions: usize, seed: u64) -> Tensors {
         .collect()
 }
 
+/// PyTorch's default initialisation of `nn.Conv2d` / `nn.Linear` (what CleanRL's
+/// `dqn_atari.py` `QNetwork` keeps), deterministic in `seed`: every weight and bias uniform in
+/// `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`, `fan_in` = the weight's `in * kh * kw` (PyTorch's
+/// `kaiming_uniform_(a=sqrt(5))` bound `gain * sqrt(3 / fan_in)` with `gain = sqrt(2 / (1 + 5))`
+/// is that value; the bias bound is `1/sqrt(fan_in)` by `reset_parameters`). Draws come from
+/// one `ChaCha8Rng::seed_from_u64(seed)` in [`param_specs`] order; same distribution as
+/// PyTorch, not the same values.
+pub fn torch_default_init(algo: Algo, n_actions: usize, seed: u64) -> Tensors {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let specs = param_specs(algo, n_actions);
+    let fan_in = |name: &str| {
+        let layer = name.trim_end_matches(".bias").trim_end_matches(".weight");
+        specs
+            .iter()
+            .find(|s| s.name.strip_suffix(".weight") == Some(layer))
+            .map_or(1, |w| w.shape[1..].iter().product::<usize>())
+    };
+    specs
+        .iter()
+        .map(|spec| {
+            let bound = 1.0 / (fan_in(spec.name) as f64).sqrt();
+            let n: usize = spec.shape.iter().product();
+            let data = (0..n)
+                .map(|_| rng.random_range(-bound..bound) as f32)
+                .collect();
+            let tensor = Tensor {
+                shape: spec.shape.clone(),
+                data,
+            };
+            (spec.name.to_owned(), tensor)
+        })
+        .collect()
+}
+
 /// A `[rows, cols]` row-major matrix with orthonormal rows (if `rows <= cols`) or columns
 /// (otherwise), scaled by `gain`: PyTorch's `nn.init.orthogonal_` on a weight viewed as
 /// `[out, in * kh * kw]`.

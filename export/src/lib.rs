@@ -23,7 +23,7 @@ mod fsio;
 pub mod onnx;
 mod tensor;
 
-pub use arch::{param_specs, random_init, Algo, ParamSpec};
+pub use arch::{param_specs, random_init, torch_default_init, Algo, ParamSpec};
 pub use checkpoint::{Checkpoint, Metadata};
 pub use error::{Error, Result};
 pub use fsio::write_atomic;

@@ -104,7 +104,7 @@ pub fn init_runtime() -> Result<PathBuf> {
 fn runtime() -> Result<&'static (PathBuf, Environment)> {
     ORT_ENV
         .get_or_init(|| {
-            let (found, searched) = find_runtime_library();
+            let (found, searched) = find_runtime_library()?;
             let Some(path) = found else {
                 return Err(format!(
                     "no ONNX Runtime library (libonnxruntime.so) found; searched:\n  {}\n\
@@ -124,17 +124,23 @@ fn runtime() -> Result<&'static (PathBuf, Environment)> {
         .map_err(|e| Error::RuntimeNotFound(e.clone()))
 }
 
-fn find_runtime_library() -> (Option<PathBuf>, Vec<String>) {
+/// The library to load and the places searched before it. An explicit `$ORT_DYLIB_PATH` is
+/// used or refused (never silently replaced by another library).
+fn find_runtime_library() -> std::result::Result<(Option<PathBuf>, Vec<String>), String> {
     let mut searched = Vec::new();
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         let p = PathBuf::from(p);
         if p.is_file() {
-            return (Some(p), searched);
+            return Ok((Some(p), searched));
         }
-        searched.push(format!("$ORT_DYLIB_PATH={} (no such file)", p.display()));
-    } else {
-        searched.push("$ORT_DYLIB_PATH (unset)".into());
+        return Err(format!(
+            "ORT_DYLIB_PATH is set to {}, which is not a file; point it at an ONNX Runtime \
+             library (libonnxruntime.so, >= 1.17), or unset it to search .venv, python3's \
+             onnxruntime package and the system library folders",
+            p.display()
+        ));
     }
+    searched.push("$ORT_DYLIB_PATH (unset)".into());
     let mut dirs: Vec<PathBuf> = Vec::new();
     for venv in crate::paths::project_venvs() {
         dirs.extend(crate::paths::venv_site_packages(&venv).map(|sp| sp.join("onnxruntime/capi")));
@@ -156,11 +162,11 @@ fn find_runtime_library() -> (Option<PathBuf>, Vec<String>) {
     }
     for dir in dirs {
         if let Some(lib) = library_in(&dir) {
-            return (Some(lib), searched);
+            return Ok((Some(lib), searched));
         }
         searched.push(dir.display().to_string());
     }
-    (None, searched)
+    Ok((None, searched))
 }
 
 /// `libonnxruntime.so` or the highest-versioned `libonnxruntime.so.X.Y.Z` in `dir`.

@@ -297,7 +297,8 @@ impl Default for AtariConfig {
 pub struct Step {
     /// Reward for learning: the raw reward, or its sign under ClipReward.
     pub reward: f32,
-    /// Raw game score gained this step (sum over the skipped frames).
+    /// Raw game score gained this step (sum over the skipped frames, and over the automatic
+    /// FIRE after a lost life where `fire_on_life_loss` is set), as `episode_return` counts it.
     pub raw_reward: i32,
     /// The (learning) episode ended: game over, or a lost life under EpisodicLife.
     pub terminated: bool,
@@ -401,38 +402,52 @@ impl AtariEnv {
     /// [`Self::reset`], calling `on_frame` with each emulated frame's RGB when
     /// `every_frame_rgb` is set.
     pub fn reset_observed(&mut self, on_frame: &mut dyn FnMut(&[u8])) {
-        if self.real_done {
-            self.emu.reset();
-            self.episode_return = 0;
-            self.episode_frames = 0;
-            let noops = if self.cfg.noop_max > 0 {
-                self.rng.random_range(1..=self.cfg.noop_max)
+        // A game that ends inside this sequence (its last life lost during the no-op or
+        // FireReset) is replaced by a new game with its own NoopReset and zeroed counters; the
+        // bound only guards against a ROM that ends every game at once.
+        for _ in 0..100 {
+            if self.real_done {
+                self.new_game(on_frame);
             } else {
-                0
-            };
-            for _ in 0..noops {
+                // EpisodicLife after a lost life: one no-op step in the same game.
                 self.skip(ACTION_NOOP, on_frame);
-                if self.emu.game_over() {
-                    self.emu.reset();
-                }
             }
-        } else {
-            // EpisodicLife after a lost life: one no-op step in the same game.
-            self.skip(ACTION_NOOP, on_frame);
-        }
-        // FireReset wraps EpisodicLife in baselines' `wrap_deepmind`, so it runs at every
-        // learning-episode start: FIRE, then action index 2.
-        if let Some(fire) = self.fire_index {
-            self.skip(self.emu.minimal_action_set()[fire], on_frame);
-            let second = self.emu.minimal_action_set()[2];
-            self.skip(second, on_frame);
-            if self.emu.game_over() {
-                self.emu.reset();
+            // FireReset wraps EpisodicLife in baselines' `wrap_deepmind`, so it runs at every
+            // learning-episode start: FIRE, then action index 2.
+            if let Some(fire) = self.fire_index {
+                self.skip(self.emu.minimal_action_set()[fire], on_frame);
+                let second = self.emu.minimal_action_set()[2];
+                self.skip(second, on_frame);
+            }
+            self.real_done = self.emu.game_over();
+            if !self.real_done {
+                break;
             }
         }
         self.lives = self.emu.lives();
         self.real_done = false;
         self.stack.reset(&self.frame);
+    }
+
+    /// A new game: emulator reset, counters zeroed, NoopReset (`1..=noop_max` no-ops; a game
+    /// that ends during them is reset again, as baselines' `NoopResetEnv`).
+    fn new_game(&mut self, on_frame: &mut dyn FnMut(&[u8])) {
+        self.emu.reset();
+        self.episode_return = 0;
+        self.episode_frames = 0;
+        let noops = if self.cfg.noop_max > 0 {
+            self.rng.random_range(1..=self.cfg.noop_max)
+        } else {
+            0
+        };
+        for _ in 0..noops {
+            self.skip(ACTION_NOOP, on_frame);
+            if self.emu.game_over() {
+                self.emu.reset();
+                self.episode_return = 0;
+                self.episode_frames = 0;
+            }
+        }
     }
 
     /// One agent step with action index `action` (into the minimal action set; out-of-range
@@ -445,7 +460,7 @@ impl AtariEnv {
     /// `every_frame_rgb` is set.
     pub fn step_observed(&mut self, action: usize, on_frame: &mut dyn FnMut(&[u8])) -> Step {
         let ale_action = self.emu.minimal_action_set()[action];
-        let raw_reward = self.skip(ale_action, on_frame);
+        let mut raw_reward = self.skip(ale_action, on_frame);
         let t0 = std::time::Instant::now();
         self.stack.push(&self.frame);
         self.preprocess_ns += t0.elapsed().as_nanos() as u64;
@@ -463,8 +478,12 @@ impl AtariEnv {
             } else if self.cfg.fire_on_life_loss {
                 if let Some(fire) = self.fire_index {
                     let fire = self.emu.minimal_action_set()[fire];
-                    self.skip(fire, on_frame);
+                    raw_reward += self.skip(fire, on_frame);
                     self.stack.push(&self.frame);
+                    if self.emu.game_over() {
+                        terminated = true;
+                        self.real_done = true;
+                    }
                 }
             }
         }

@@ -1,5 +1,24 @@
-//! Seeds: one user seed spread into independent streams (emulator, NoopReset, sampling,
-//! each environment, each iteration) with splitmix64 (Steele et al. 2014).
+//! Seeds: one user seed spread into independent streams with splitmix64 (Steele et al. 2014),
+//! one [`Stream`] per consumer.
+//!
+//! `derive(seed, id)` is splitmix64's output for the state `seed + id * 0x9E3779B97F4A7C15`,
+//! i.e. the `id`-th output of a splitmix64 generator started at `seed`. For a fixed seed it is
+//! a bijection of `id` (the increment is odd and every mixing step is invertible), so streams
+//! with different ids never share a seed. [`Stream::id`] gives each consumer its own id range:
+//!
+//! | stream | id | consumer |
+//! |---|---|---|
+//! | [`Stream::Emulator`] | 1 | ALE's `random_seed` (sticky actions) of a played sequence of games |
+//! | [`Stream::Selector`] | 2 | action selection (sampling, epsilon) of `play` / evaluation |
+//! | [`Stream::NoopReset`] | 3 | NoopReset's no-op counts |
+//! | [`Stream::Env`] | `1 << 56 \| resume << 32 \| i` | training environment `i` after `resume` resumes |
+//! | [`Stream::Eval`] | `2 << 56` | the seed of a run's final evaluation |
+//! | [`Stream::ActionSampling`] | `3 << 56 \| resume` | DQN's epsilon-greedy draws |
+//! | [`Stream::ReplaySampling`] | `4 << 56 \| resume` | DQN's replay minibatch draws |
+//! | [`Stream::Torch`] | `5 << 56 \| iteration` | libtorch's generator in PPO iteration `iteration` |
+//!
+//! A training environment's seed is itself split with the first three streams (its emulator
+//! and its NoopReset), exactly as `play --seed S` splits `S`.
 
 /// The `stream`-th seed derived from `seed`; different streams give unrelated seeds.
 pub fn derive(seed: u64, stream: u64) -> u64 {
@@ -7,6 +26,67 @@ pub fn derive(seed: u64, stream: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// A consumer of random numbers; see the module table for the id ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// The emulator's own seed (sticky actions) of a played sequence of games.
+    Emulator,
+    /// Action selection while playing or evaluating.
+    Selector,
+    /// NoopReset's no-op counts.
+    NoopReset,
+    /// Training environment `index` (< 2^32) after `resume` (< 2^24) resumes.
+    Env {
+        /// Environment index.
+        index: u64,
+        /// Resumes of the run so far (environments restart fresh games on every resume).
+        resume: u64,
+    },
+    /// A training run's final evaluation (itself split like a `play` seed).
+    Eval,
+    /// DQN's epsilon-greedy action draws after `resume` resumes.
+    ActionSampling {
+        /// Resumes of the run so far.
+        resume: u64,
+    },
+    /// DQN's replay sampling after `resume` resumes.
+    ReplaySampling {
+        /// Resumes of the run so far.
+        resume: u64,
+    },
+    /// libtorch's generator for PPO iteration `iteration` (action sampling, minibatch order).
+    Torch {
+        /// The iteration, counted from 1.
+        iteration: u64,
+    },
+}
+
+const KIND_SHIFT: u32 = 56;
+
+impl Stream {
+    /// The stream's id: distinct for distinct streams (see the module table).
+    pub fn id(self) -> u64 {
+        let kind = |k: u64, low: u64| (k << KIND_SHIFT) | (low & ((1 << KIND_SHIFT) - 1));
+        match self {
+            Self::Emulator => 1,
+            Self::Selector => 2,
+            Self::NoopReset => 3,
+            Self::Env { index, resume } => {
+                kind(1, ((resume & 0xff_ffff) << 32) | (index & 0xffff_ffff))
+            }
+            Self::Eval => kind(2, 0),
+            Self::ActionSampling { resume } => kind(3, resume),
+            Self::ReplaySampling { resume } => kind(4, resume),
+            Self::Torch { iteration } => kind(5, iteration),
+        }
+    }
+}
+
+/// The seed of `stream` under `seed`.
+pub fn stream(seed: u64, stream: Stream) -> u64 {
+    derive(seed, stream.id())
 }
 
 /// An ALE `random_seed` from any u64: positive and never 0 (ALE reads 0 as "from the clock").
@@ -27,9 +107,33 @@ mod tests {
     }
 
     #[test]
-    fn streams_differ() {
-        assert_ne!(derive(1, 1), derive(1, 2));
-        assert_ne!(derive(1, 1), derive(2, 1));
-        assert_eq!(derive(7, 3), derive(7, 3));
+    fn stream_ids_of_different_consumers_differ() {
+        let mut ids = std::collections::HashSet::new();
+        let mut all = vec![
+            Stream::Emulator,
+            Stream::Selector,
+            Stream::NoopReset,
+            Stream::Eval,
+        ];
+        for r in 0..3 {
+            for i in 0..64 {
+                all.push(Stream::Env {
+                    index: i,
+                    resume: r,
+                });
+            }
+            all.push(Stream::ActionSampling { resume: r });
+            all.push(Stream::ReplaySampling { resume: r });
+        }
+        for it in 1..=10_000 {
+            all.push(Stream::Torch { iteration: it });
+        }
+        for s in &all {
+            assert!(
+                ids.insert(s.id()),
+                "{s:?} shares id {} with another stream",
+                s.id()
+            );
+        }
     }
 }

@@ -88,7 +88,91 @@ fn same_seed_same_game() {
         let s = summary(&o);
         (s["returns"].clone(), s["frames"].clone())
     };
-    assert_eq!(go("9"), go("9"));
+    let nine = go("9");
+    assert_eq!(nine, go("9"));
+    // --seed must reach the emulator, NoopReset and sampling: another seed, another game.
+    assert_ne!(nine, go("10"), "seeds 9 and 10 played identical games");
+}
+
+/// Plays `episodes` games of `model` on `game` in this process with the library (the seed
+/// split into `play`'s three streams, play's default preprocessing, headless); returns each
+/// game's score and checks that the steps' `raw_reward`s add up to it.
+fn library_replay(model: &std::path::Path, game: &str, seed: u64, episodes: usize) -> Vec<i64> {
+    use cartridge_infer::ale::{Emulator, EmulatorConfig};
+    use cartridge_infer::policy::{ModelOverrides, Policy};
+    use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
+    use cartridge_infer::seed::{stream, Stream};
+    use cartridge_infer::select::{ActionSelector, Selection};
+
+    let rom = cartridge_tests::rom(game);
+    let mut policy = Policy::load(model, 1, &ModelOverrides::default()).expect("policy");
+    let emu = Emulator::new(
+        &rom,
+        EmulatorConfig::seeded(stream(seed, Stream::Emulator), 0.0),
+    )
+    .expect("emulator");
+    let selection = Selection::default_for(policy.info().algo);
+    let mut selector = ActionSelector::new(selection, stream(seed, Stream::Selector));
+    let mut env = AtariEnv::new(emu, AtariConfig::default(), stream(seed, Stream::NoopReset));
+    (0..episodes)
+        .map(|_| {
+            env.reset();
+            let mut raw_sum = 0i64;
+            loop {
+                let d = policy.decide(env.obs()).expect("decide");
+                let step = env.step(selector.select(&d.scores));
+                raw_sum += step.raw_reward as i64;
+                if step.game_over {
+                    break;
+                }
+            }
+            assert_eq!(
+                raw_sum,
+                env.episode_return(),
+                "raw_reward misses part of the score"
+            );
+            env.episode_return()
+        })
+        .collect()
+}
+
+#[test]
+fn play_scores_are_the_library_replay_of_its_seed() {
+    // The returns play prints are the games the library plays from the same seed streams,
+    // not merely scores in the game's legal range.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), Algo::Ppo, "breakout", 4);
+    let o = run(Command::new(bin("play")).arg(&model).args([
+        "--rom",
+        "breakout",
+        "--headless",
+        "--episodes",
+        "2",
+        "--seed",
+        "12",
+    ]));
+    let played: Vec<i64> = summary(&o)["returns"]
+        .as_array()
+        .expect("returns")
+        .iter()
+        .map(|r| r.as_i64().expect("integer"))
+        .collect();
+    assert_eq!(played, library_replay(&model, "breakout", 12, 2));
+}
+
+#[test]
+fn ort_dylib_path_to_a_missing_file_is_refused() {
+    // An explicit library setting is honoured or refused, never replaced by .venv's library.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = random_model(dir.path(), Algo::Ppo, "breakout", 1);
+    let missing = dir.path().join("no-such-libonnxruntime.so");
+    let o = run(Command::new(bin("play"))
+        .env("ORT_DYLIB_PATH", &missing)
+        .arg(&model)
+        .args(["--rom", "breakout", "--headless", "--episodes", "1"]));
+    let err = assert_clean_failure(&o, "ORT_DYLIB_PATH is set to");
+    assert!(err.contains("which is not a file"), "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
 }
 
 #[test]

@@ -87,15 +87,15 @@ pub struct TdStats {
 impl DqnAgent {
     /// A fresh agent for `n_actions` actions: the online network seeded from `cfg`'s seed and
     /// a target network copied from it.
-    pub fn new(cfg: &DqnConfig, n_actions: usize, device: Device) -> Self {
+    pub fn new(cfg: &DqnConfig, n_actions: usize, device: Device) -> Result<Self> {
         let a = &cfg.args;
-        let online = QNetwork::new(device, n_actions, a.run.seed);
-        let mut target = QNetwork::new(device, n_actions, a.run.seed);
+        let online = QNetwork::new(device, n_actions, a.run.seed)?;
+        let mut target = QNetwork::new(device, n_actions, a.run.seed)?;
         target.soft_update_from(&online, 1.0);
         let params = online.params();
         let adam = Adam::new(&params, a.learning_rate, a.adam_eps);
         let zero = || Tensor::zeros([], (Kind::Float, device));
-        Self {
+        Ok(Self {
             online,
             target,
             adam,
@@ -108,7 +108,7 @@ impl DqnAgent {
             loss_sum: zero(),
             q_sum: zero(),
             steps_summed: 0,
-        }
+        })
     }
 
     /// Greedy actions `argmax_a Q(obs, a)` for observations u8 `[N, 4, 84, 84]`.
@@ -350,7 +350,7 @@ mod tests {
             let mut argv = vec!["t", "--learning-rate", "1e-3", "--gamma", "0.5"];
             argv.extend_from_slice(flags);
             let cfg = DqnConfig::from_args(&Cli::parse_from(argv).dqn).expect("cfg");
-            let mut agent = DqnAgent::new(&cfg, 3, Device::Cpu);
+            let mut agent = DqnAgent::new(&cfg, 3, Device::Cpu).expect("agent");
             agent.train_step(&batch).expect("step");
             let first = agent.take_stats().expect("stats").td_loss;
             for _ in 0..30 {

@@ -12,6 +12,7 @@ use cartridge_infer::select::{ActionSelector, Selection};
 use cartridge_infer::stats::ReturnStats;
 use serde::Serialize;
 
+use crate::seeds::EnvSeeds;
 use crate::Result;
 
 /// What `eval.json` holds.
@@ -50,11 +51,12 @@ pub fn evaluate(
     sticky: f32,
 ) -> Result<EvalReport> {
     let mut policy = Policy::load(model, 1, &ModelOverrides::default())?;
-    let emu = Emulator::new(rom, EmulatorConfig::seeded(seed, sticky))?;
+    let seeds = EnvSeeds::split(seed);
+    let emu = Emulator::new(rom, EmulatorConfig::seeded(seeds.emulator, sticky))?;
     policy.check_against(rom, emu.minimal_action_set())?;
     let selection = Selection::default_for(policy.info().algo);
-    let mut selector = ActionSelector::new(selection, seed ^ 0x5eed);
-    let mut env = AtariEnv::new(emu, AtariConfig::default(), seed);
+    let mut selector = ActionSelector::new(selection, seeds.selector);
+    let mut env = AtariEnv::new(emu, AtariConfig::default(), seeds.noop_reset);
     let mut returns = Vec::new();
     for _ in 0..episodes {
         env.reset();

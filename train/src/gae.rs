@@ -99,4 +99,15 @@ mod tests {
         let (a, _) = gae(&rewards, &[1.0; 4], &dones, &[10.0, 10.0], 0.5, 1.0);
         close(&a, &[0.0, 2.0, 4.0, 4.0]);
     }
+
+    #[test]
+    fn done_at_the_last_step_ignores_next_value() {
+        // One env, gamma 0.5, lambda 0.5, rewards 1, 2, values 0.5, 0.5, the episode ends at
+        // the last step (T-1), V(next) = 100 belongs to the next episode and must not count.
+        // delta1 = 2 - 0.5 = 1.5; A1 = 1.5.
+        // delta0 = 1 + 0.5*0.5 - 0.5 = 0.75; A0 = 0.75 + 0.25*1.5 = 1.125.
+        let (a, r) = gae(&[1.0, 2.0], &[0.5, 0.5], &[false, true], &[100.0], 0.5, 0.5);
+        close(&a, &[1.125, 1.5]);
+        close(&r, &[1.625, 2.0]);
+    }
 }

@@ -20,6 +20,7 @@ pub mod ppo;
 pub mod replay;
 pub mod run;
 pub mod run_dqn;
+pub mod seeds;
 pub mod vecenv;
 
 /// Everything that can go wrong while training. Messages say what was wrong and what to do.
@@ -48,6 +49,23 @@ pub enum Error {
     /// Writing logs failed.
     #[error("cannot write logs: {0}")]
     Log(String),
+    /// A training environment failed at run time (its worker thread panicked or is gone).
+    #[error("training environment {env} failed: {message}; the run stopped without saving (resume from the last checkpoint)")]
+    Env {
+        /// Index of the environment (0-based), when known.
+        env: usize,
+        /// The panic message or what happened.
+        message: String,
+    },
+    /// Network tensors that do not fit the network (names or shapes).
+    #[error("model tensors do not fit the network: {0}")]
+    Model(String),
+    /// The replay memory cannot serve a request.
+    #[error("replay memory: {0}")]
+    Replay(String),
+    /// The device cannot be used.
+    #[error("device: {0}")]
+    Device(String),
     /// An I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

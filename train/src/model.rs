@@ -112,8 +112,10 @@ impl ActorCritic {
 }
 
 /// The DQN Q-network: the Nature CNN trunk and a linear head `network.9` `[A, 512]`, as
-/// CleanRL's `dqn_atari.py` `QNetwork` (PyTorch's default init there, so here too: tch's
-/// Kaiming-uniform rule, seeded by `tch::manual_seed`).
+/// CleanRL's `dqn_atari.py` `QNetwork`, initialised as PyTorch's default rule there
+/// ([`cartridge_export::torch_default_init`], drawn on the CPU from the seed and copied to the
+/// device, so every device starts from the same weights and libtorch's generator is left
+/// alone).
 #[derive(Debug)]
 pub struct QNetwork {
     /// The parameters, named `network.0.weight`, ..., `network.9.bias`.
@@ -124,20 +126,24 @@ pub struct QNetwork {
 }
 
 impl QNetwork {
-    /// A network for `n_actions` actions; its initial weights come from libtorch's generator
-    /// seeded with `seed`.
-    pub fn new(device: Device, n_actions: usize, seed: u64) -> Self {
-        tch::manual_seed(seed as i64);
+    /// A network for `n_actions` actions initialised from `seed`.
+    pub fn new(device: Device, n_actions: usize, seed: u64) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let net = vs.root() / "network";
         let trunk = nature_trunk(&net);
         let head = nn::linear(&net / "9", 512, n_actions as i64, Default::default());
-        Self {
+        let mut me = Self {
             vs,
             trunk,
             head,
             n_actions,
-        }
+        };
+        me.load(&cartridge_export::torch_default_init(
+            Algo::Dqn,
+            n_actions,
+            seed,
+        ))?;
+        Ok(me)
     }
 
     /// Number of actions.
@@ -196,11 +202,11 @@ fn load_into(vs: &nn::VarStore, algo: Algo, n_actions: usize, tensors: &Tensors)
     let vars = vs.variables();
     tch::no_grad(|| -> Result<()> {
         for spec in param_specs(algo, n_actions) {
-            let src = tensors.get(spec.name).ok_or_else(|| {
-                crate::Error::Config(format!("tensor {} missing from checkpoint", spec.name))
-            })?;
+            let src = tensors
+                .get(spec.name)
+                .ok_or_else(|| crate::Error::Model(format!("tensor {} is missing", spec.name)))?;
             if src.shape != spec.shape {
-                return Err(crate::Error::Config(format!(
+                return Err(crate::Error::Model(format!(
                     "tensor {} has shape {:?}, expected {:?}",
                     spec.name, src.shape, spec.shape
                 )));
@@ -274,6 +280,32 @@ mod tests {
         assert_eq!(logits.size(), [2, 4]);
         assert_eq!(value.size(), [2]);
         assert!(logits.abs().max().double_value(&[]) < 0.5);
+    }
+
+    #[test]
+    fn q_network_init_is_torch_default_from_the_seed_without_reseeding_libtorch() {
+        // A hidden `manual_seed(seed)` inside `new` would make libtorch's next draw the same
+        // whatever the generator held before; without one, different prior seeds give
+        // different next draws.
+        let next_draw_after_new = |prior: i64| {
+            tch::manual_seed(prior);
+            let _q = QNetwork::new(Device::Cpu, 6, 9).expect("q");
+            Vec::<f32>::try_from(&Tensor::randn([4], (Kind::Float, Device::Cpu))).expect("vec")
+        };
+        assert_ne!(next_draw_after_new(123), next_draw_after_new(456));
+        // The weights are torch_default_init(seed) exactly (drawn on the CPU, so the same on
+        // every device), within PyTorch's bounds: network.0 fan_in 4*8*8 = 256 -> 1/16.
+        let got = QNetwork::new(Device::Cpu, 6, 9)
+            .expect("q")
+            .tensors()
+            .expect("tensors");
+        assert_eq!(got, cartridge_export::torch_default_init(Algo::Dqn, 6, 9));
+        let max0 = got["network.0.weight"]
+            .data
+            .iter()
+            .fold(0f32, |m, x| m.max(x.abs()));
+        assert!(max0 <= 1.0 / 16.0 && max0 > 0.9 / 16.0, "{max0}");
+        assert_ne!(got, cartridge_export::torch_default_init(Algo::Dqn, 6, 10));
     }
 
     #[test]

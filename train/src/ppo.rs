@@ -11,7 +11,7 @@ use crate::adam::{clip_grad_norm, zero_grad, Adam};
 use crate::config::PpoConfig;
 use crate::gae::gae;
 use crate::model::ActorCritic;
-use crate::vecenv::{Episode, VecEnv};
+use crate::vecenv::{Episode, Transition, VecEnv};
 use crate::Result;
 
 /// Clipped surrogate objective (PPO paper eq. 7), as a loss to minimise:
@@ -69,6 +69,13 @@ pub fn explained_variance(y_pred: &[f32], y_true: &[f32]) -> f64 {
         n,
     );
     1.0 - vd / vt
+}
+
+/// Whether a step's reward gets the time-limit bootstrap `gamma * V(final observation)`
+/// (SB3's `OnPolicyAlgorithm.collect_rollouts`): a truncation that is not also a termination
+/// (a life lost or the game ended on the time-limit frame has no future to bootstrap).
+pub fn bootstraps(tr: &Transition) -> bool {
+    tr.truncated && !tr.terminated
 }
 
 /// One rollout's storage, `[T, N]` per quantity (observations `[T, N, 4, 84, 84]` u8 on the
@@ -165,10 +172,9 @@ pub fn rollout(
         let actions: Vec<usize> = actions.iter().map(|&a| a as usize).collect();
         let transitions = envs.step(&actions)?.to_vec();
         let t3 = Instant::now();
-        let truncated: Vec<usize> = (0..n).filter(|&i| transitions[i].truncated).collect();
+        let truncated: Vec<usize> = (0..n).filter(|&i| bootstraps(&transitions[i])).collect();
         let mut bootstrap = vec![0f32; n];
         if !truncated.is_empty() {
-            // Time-limit bootstrap (SB3): reward += gamma * V(final observation).
             let mut buf = Vec::with_capacity(truncated.len() * OBS_LEN);
             for &i in &truncated {
                 buf.extend_from_slice(envs.final_obs(i));
@@ -331,6 +337,104 @@ mod tests {
         assert!(
             (ent[0] - 4f32.ln()).abs() < 1e-6 && (ent[1] - 0.562_335).abs() < 1e-5,
             "{ent:?}"
+        );
+    }
+
+    /// Env `index` shows a constant observation (every byte = 10 * (index + 1)) and ends its
+    /// episodes as `script[t]` says (reward, terminated, truncated) at step `t`.
+    struct Scripted {
+        index: usize,
+        t: usize,
+        script: Vec<(f32, bool, bool)>,
+    }
+
+    impl crate::vecenv::Environment for Scripted {
+        fn num_actions(&self) -> usize {
+            2
+        }
+        fn reset(&mut self, obs: &mut [u8]) {
+            obs.fill(10 * (self.index as u8 + 1));
+        }
+        fn step(&mut self, _action: usize, obs: &mut [u8]) -> Transition {
+            let (reward, terminated, truncated) = self.script[self.t];
+            self.t += 1;
+            obs.fill(10 * (self.index as u8 + 1));
+            Transition {
+                reward,
+                terminated,
+                truncated,
+                episode: None,
+            }
+        }
+    }
+
+    #[test]
+    fn rollout_bootstraps_only_pure_truncations_and_records_dones() {
+        // T = 3, N = 3, gamma 0.5. At t = 1: env 0 is terminated and truncated on the same
+        // step (no bootstrap), env 1 only truncated (reward 1 + 0.5 * V(its final obs)), env 2
+        // only terminated. At the last step t = 2, env 0 terminates again.
+        let script = |s: Vec<(f32, bool, bool)>| s;
+        let scripts = vec![
+            script(vec![
+                (0.0, false, false),
+                (1.0, true, true),
+                (2.0, true, false),
+            ]),
+            script(vec![
+                (0.0, false, false),
+                (1.0, false, true),
+                (0.0, false, false),
+            ]),
+            script(vec![
+                (0.0, false, false),
+                (1.0, true, false),
+                (0.0, false, false),
+            ]),
+        ];
+        let envs = scripts
+            .into_iter()
+            .enumerate()
+            .map(|(index, script)| Scripted {
+                index,
+                t: 0,
+                script,
+            })
+            .collect();
+        let mut envs = VecEnv::new(envs, 2).expect("vecenv");
+        let model = ActorCritic::new(Device::Cpu, 2, 1).expect("model");
+        let mut storage = Storage::new(3, 3, Device::Cpu);
+        let mut timings = Timings::default();
+        rollout(
+            &model,
+            &mut envs,
+            &mut storage,
+            0.5,
+            Device::Cpu,
+            &mut timings,
+        )
+        .expect("rollout");
+        let v1 = model
+            .value(&Tensor::full(
+                [1, 4, 84, 84],
+                20,
+                (Kind::Uint8, Device::Cpu),
+            ))
+            .double_value(&[0]) as f32;
+        assert!(
+            v1.abs() > 1e-4,
+            "V must be non-zero for the test to see a bootstrap"
+        );
+        let want_rewards = [0.0, 0.0, 0.0, 1.0, 1.0 + 0.5 * v1, 1.0, 2.0, 0.0, 0.0];
+        for (got, want) in storage.rewards.iter().zip(want_rewards) {
+            assert!(
+                (got - want).abs() < 1e-6,
+                "{:?} vs {want_rewards:?}",
+                storage.rewards
+            );
+        }
+        assert_eq!(
+            storage.dones,
+            [false, false, false, true, true, true, true, false, false]
         );
     }
 

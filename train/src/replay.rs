@@ -209,8 +209,12 @@ impl ReplayMemory {
         out
     }
 
-    /// Draws `batch` transitions uniformly (with replacement) over all environments.
-    /// Errors if nothing is sampleable yet.
+    /// Draws `batch` transitions uniformly (with replacement) over all environments'
+    /// sampleable slots (terminal slots excluded). Errors if there is none.
+    ///
+    /// Draws over the sampleable ranges and rejects terminal slots (about one per episode,
+    /// so almost never); after `64 * batch + 1024` rejections it lists the valid slots and
+    /// draws from the list instead, so the call always ends.
     pub fn sample(&self, batch: usize, rng: &mut impl Rng) -> Result<Batch> {
         let sizes: Vec<u64> = self
             .rings
@@ -219,52 +223,94 @@ impl ReplayMemory {
             .collect();
         let total: u64 = sizes.iter().sum();
         if total == 0 {
-            return Err(Error::Config(
-                "the replay memory has no complete transition yet".into(),
+            return Err(Error::Replay(
+                "no complete transition yet (sample after learning_starts steps)".into(),
             ));
         }
-        let obs_len = STACK * FRAME_LEN;
         let mut b = Batch {
-            obs: vec![0; batch * obs_len],
-            next_obs: vec![0; batch * obs_len],
+            obs: vec![0; batch * OBS],
+            next_obs: vec![0; batch * OBS],
             ..Batch::default()
         };
+        let mut rejected = 0;
+        let mut valid: Option<Vec<(usize, u64)>> = None;
         let mut i = 0;
         while i < batch {
-            let mut k = rng.random_range(0..total);
-            let env = sizes
-                .iter()
-                .position(|&s| {
-                    let hit = k < s;
-                    if !hit {
-                        k -= s;
-                    }
-                    hit
-                })
-                .unwrap_or(0);
-            let ring = &self.rings[env];
-            let Some((lo, _)) = ring.range() else {
-                continue;
+            let (env, t) = match &valid {
+                Some(list) => list[rng.random_range(0..list.len())],
+                None => {
+                    let mut k = rng.random_range(0..total);
+                    let env = sizes
+                        .iter()
+                        .position(|&s| {
+                            let hit = k < s;
+                            if !hit {
+                                k -= s;
+                            }
+                            hit
+                        })
+                        .unwrap_or(0);
+                    let Some((lo, _)) = self.rings[env].range() else {
+                        continue;
+                    };
+                    (env, lo + k)
+                }
             };
-            let t = lo + k;
+            let ring = &self.rings[env];
             let s = ring.slot(t);
             if ring.flags[s] & TERMINAL_SLOT != 0 {
+                rejected += 1;
+                if rejected > 64 * batch + 1024 && valid.is_none() {
+                    let list = self.valid_slots();
+                    if list.is_empty() {
+                        return Err(Error::Replay(format!(
+                            "none of its {total} stored transitions can be sampled: every one \
+                             is an episode's terminal slot; collect more steps before learning"
+                        )));
+                    }
+                    valid = Some(list);
+                }
                 continue;
             }
-            ring.write_stack(t, &mut b.obs[i * obs_len..(i + 1) * obs_len]);
-            ring.write_stack(t + 1, &mut b.next_obs[i * obs_len..(i + 1) * obs_len]);
-            b.actions.push(ring.actions[s] as i64);
-            b.rewards.push(ring.rewards[s]);
-            b.terminated.push(if ring.flags[s] & TERMINATED != 0 {
-                1.0
-            } else {
-                0.0
-            });
+            self.write_transition(env, t, i, &mut b);
             i += 1;
         }
         Ok(b)
     }
+
+    /// Every sampleable `(env, logical slot)`.
+    fn valid_slots(&self) -> Vec<(usize, u64)> {
+        let mut out = Vec::new();
+        for (env, ring) in self.rings.iter().enumerate() {
+            if let Some((lo, hi)) = ring.range() {
+                out.extend(
+                    (lo..=hi)
+                        .filter(|&t| ring.flags[ring.slot(t)] & TERMINAL_SLOT == 0)
+                        .map(|t| (env, t)),
+                );
+            }
+        }
+        out
+    }
+
+    /// Writes the transition at logical slot `t` of env `env` into row `i` of `b`.
+    fn write_transition(&self, env: usize, t: u64, i: usize, b: &mut Batch) {
+        let ring = &self.rings[env];
+        let s = ring.slot(t);
+        ring.write_stack(t, &mut b.obs[i * OBS..(i + 1) * OBS]);
+        ring.write_stack(t + 1, &mut b.next_obs[i * OBS..(i + 1) * OBS]);
+        b.actions.push(ring.actions[s] as i64);
+        b.rewards.push(ring.rewards[s]);
+        b.terminated.push(if ring.flags[s] & TERMINATED != 0 {
+            1.0
+        } else {
+            0.0
+        });
+    }
 }
+
+/// Bytes of one stacked observation.
+const OBS: usize = STACK * FRAME_LEN;
 
 const MAGIC: &[u8; 16] = b"CARTRIDGE-REPLY1";
 
@@ -356,6 +402,61 @@ mod tests {
     /// The first byte of each frame of a stack.
     fn ids(stack: &[u8]) -> Vec<u8> {
         stack.chunks(FRAME_LEN).map(|c| c[0]).collect()
+    }
+
+    /// Runs `f` in a thread; fails the test if it takes longer than 10 s (a hang).
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("sampling did not return")
+    }
+
+    /// One env, capacity 8: an episode 1 -> 2 -> 3 -> 4 (terminated), then episode 5 begins.
+    /// Sampleable range [3, count - 2]; slot 3 is the first episode's terminal slot.
+    fn terminal_heavy_memory(extra: &[u8]) -> ReplayMemory {
+        let mut m = ReplayMemory::new(8, 1).expect("mem");
+        m.start_episode(0, &f(1));
+        m.push(0, 0, 0.0, false, false, &f(2));
+        m.push(0, 0, 0.0, false, false, &f(3));
+        m.push(0, 0, 1.0, true, false, &f(4));
+        m.start_episode(0, &f(5));
+        for &x in extra {
+            m.push(0, 1, 0.5, false, false, &f(x));
+        }
+        m
+    }
+
+    #[test]
+    fn sampling_a_memory_of_only_terminal_slots_errors_instead_of_spinning() {
+        let r = within_10s(|| {
+            let m = terminal_heavy_memory(&[]);
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            m.sample(4, &mut rng).map(|_| ())
+        });
+        match r {
+            Err(Error::Replay(msg)) => assert!(msg.contains("terminal slot"), "{msg}"),
+            other => panic!("expected a replay error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sampling_skips_terminal_slots() {
+        // Range [3, 4]: slot 3 terminal, slot 4 the second episode's first transition
+        // ([5 5 5 5] -> [5 5 5 6], action 1, reward 0.5): every draw must be slot 4.
+        let b = within_10s(|| {
+            let m = terminal_heavy_memory(&[6]);
+            let mut rng = ChaCha8Rng::seed_from_u64(2);
+            m.sample(64, &mut rng).expect("sample")
+        });
+        for i in 0..64 {
+            assert_eq!(ids(&b.obs[i * OBS..(i + 1) * OBS]), [5, 5, 5, 5]);
+            assert_eq!(ids(&b.next_obs[i * OBS..(i + 1) * OBS]), [5, 5, 5, 6]);
+        }
+        assert_eq!(b.actions, vec![1; 64]);
+        assert_eq!(b.rewards, vec![0.5; 64]);
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use cartridge_export::{Algo, Metadata};
 use cartridge_infer::rom::{Rom, RomSearch};
-use cartridge_infer::seed::derive;
 use serde::Serialize;
 use tch::Device;
 
@@ -19,6 +18,7 @@ use crate::eval::{evaluate, EvalReport};
 use crate::logger::{MetricsRow, RunLog};
 use crate::model::ActorCritic;
 use crate::ppo::{rollout, update, Storage, Timings};
+use crate::seeds::RunSeeds;
 use crate::vecenv::{AtariTrainEnv, VecEnv};
 use crate::{Error, Result};
 
@@ -158,11 +158,11 @@ pub(crate) fn make_envs(
 ) -> Result<(VecEnv, Vec<i32>, usize)> {
     let envs = (0..num_envs)
         .map(|i| {
-            AtariTrainEnv::new(
-                rom,
-                derive(run.seed, 1 + i as u64 + 1000 * resumes),
-                run.sticky,
-            )
+            let seeds = RunSeeds {
+                seed: run.seed,
+                resume: resumes,
+            };
+            AtariTrainEnv::new(rom, seeds.env(i), run.sticky)
         })
         .collect::<Result<Vec<_>>>()?;
     let actions = envs[0].actions();
@@ -321,8 +321,12 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     let mut bench_timings = Timings::default();
     let mut bench_start: Option<(Instant, u64)> = None;
     let first = state.iteration + 1;
+    let seeds = RunSeeds {
+        seed: a.run.seed,
+        resume: state.resumes,
+    };
     for iteration in first..=cfg.num_iterations {
-        tch::manual_seed(derive(a.run.seed, 1_000_000 + iteration) as i64);
+        tch::manual_seed(seeds.torch(iteration) as i64);
         let frac = cfg.frac(iteration);
         adam.lr = if a.anneal_lr {
             frac * a.learning_rate
@@ -488,7 +492,12 @@ fn evaluate_export(
     if run.eval_episodes == 0 {
         return Ok(None);
     }
-    let report = evaluate(&onnx, rom, run.eval_episodes, derive(run.seed, 7), 0.0)?;
+    let eval_seed = RunSeeds {
+        seed: run.seed,
+        resume: 0,
+    }
+    .eval();
+    let report = evaluate(&onnx, rom, run.eval_episodes, eval_seed, 0.0)?;
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Log(e.to_string()))?;
     cartridge_export::write_atomic(out.join("eval.json"), &json)?;
     let extra = [

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use cartridge_export::{Algo, Checkpoint};
 use cartridge_infer::rom::{Rom, RomSearch};
-use cartridge_infer::seed::derive;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -26,6 +25,7 @@ use crate::replay::{bytes_needed, ReplayMemory};
 use crate::run::{
     check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver, Start,
 };
+use crate::seeds::RunSeeds;
 use crate::{Error, Result};
 
 /// Agent steps between `metrics.csv` rows.
@@ -138,7 +138,7 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
     let rom = RomSearch::default().resolve(&a.run.rom)?;
     let (mut envs, actions, env_threads) = make_envs(&rom, &a.run, a.num_envs, state.resumes)?;
 
-    let mut agent = DqnAgent::new(&cfg, actions.len(), device);
+    let mut agent = DqnAgent::new(&cfg, actions.len(), device)?;
     let mut replay = ReplayMemory::new(a.buffer_size, a.num_envs)?;
     // Steps to collect in this process before training resumes (a run resumed without its
     // replay memory refills it first, as at the start of a run).
@@ -189,8 +189,12 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
         }
     ));
     let n = a.num_envs as u64;
-    let mut act_rng = ChaCha8Rng::seed_from_u64(derive(a.run.seed, 2 + 1000 * state.resumes));
-    let mut sample_rng = ChaCha8Rng::seed_from_u64(derive(a.run.seed, 3 + 1000 * state.resumes));
+    let seeds = RunSeeds {
+        seed: a.run.seed,
+        resume: state.resumes,
+    };
+    let mut act_rng = ChaCha8Rng::seed_from_u64(seeds.action_sampling());
+    let mut sample_rng = ChaCha8Rng::seed_from_u64(seeds.replay_sampling());
     let mut saver = Saver::new(&state, a.run.save_every);
     let mut collected = 0u64;
     let mut interval = (Instant::now(), state.global_step);
@@ -286,7 +290,11 @@ fn bench(
 ) -> Result<DqnBenchReport> {
     let a = &cfg.args;
     let n = a.num_envs as u64;
-    let mut rng = ChaCha8Rng::seed_from_u64(derive(a.run.seed, 2));
+    let seeds = RunSeeds {
+        seed: a.run.seed,
+        resume: 0,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seeds.action_sampling());
     let t0 = Instant::now();
     let mut filled = 0u64;
     while filled < a.buffer_size as u64 {

@@ -13,6 +13,7 @@ use cartridge_infer::ale::{Emulator, EmulatorConfig};
 use cartridge_infer::preprocess::{AtariConfig, AtariEnv, OBS_LEN};
 use cartridge_infer::rom::Rom;
 
+use crate::seeds::EnvSeeds;
 use crate::{Error, Result};
 
 /// A finished (real, full-game) episode.
@@ -56,9 +57,9 @@ pub struct AtariTrainEnv {
 }
 
 impl AtariTrainEnv {
-    /// A training env for `rom` with its own emulator seed (non-zero) and NoopReset seed.
-    pub fn new(rom: &Rom, seed: u64, sticky: f32) -> Result<Self> {
-        let emu = Emulator::new(rom, EmulatorConfig::seeded(seed, sticky))?;
+    /// A training env for `rom` with its emulator and NoopReset seeds.
+    pub fn new(rom: &Rom, seeds: EnvSeeds, sticky: f32) -> Result<Self> {
+        let emu = Emulator::new(rom, EmulatorConfig::seeded(seeds.emulator, sticky))?;
         let cfg = AtariConfig {
             episodic_life: true,
             clip_reward: true,
@@ -66,7 +67,7 @@ impl AtariTrainEnv {
             ..AtariConfig::default()
         };
         Ok(Self {
-            env: AtariEnv::new(emu, cfg, seed),
+            env: AtariEnv::new(emu, cfg, seeds.noop_reset),
             steps: 0,
         })
     }
@@ -113,6 +114,10 @@ enum Command {
     Step(Vec<usize>),
 }
 
+/// A worker's answer to a command: its transitions, or the environment that panicked and the
+/// panic message (the worker exits after sending it).
+type Reply = (usize, std::result::Result<Vec<Transition>, (usize, String)>);
+
 /// A raw pointer to the shared observation buffers, handed to workers.
 #[derive(Clone, Copy)]
 struct Buffers {
@@ -132,9 +137,11 @@ pub struct VecEnv {
     final_obs: Vec<u8>,
     transitions: Vec<Transition>,
     senders: Vec<Sender<Command>>,
-    replies: Receiver<(usize, Vec<Transition>)>,
+    replies: Receiver<Reply>,
     ranges: Vec<std::ops::Range<usize>>,
     workers: Vec<JoinHandle<()>>,
+    /// The first environment that failed and why.
+    failed: Option<(usize, String)>,
 }
 
 impl std::fmt::Debug for VecEnv {
@@ -180,7 +187,7 @@ impl VecEnv {
             let handle = std::thread::Builder::new()
                 .name(format!("env-worker-{w}"))
                 .spawn(move || worker(w, lo, mine, bufs, rx, reply_tx))
-                .map_err(|e| Error::Config(format!("cannot start an env worker thread: {e}")))?;
+                .map_err(Error::Io)?;
             senders.push(tx);
             ranges.push(lo..hi);
             workers.push(handle);
@@ -195,6 +202,7 @@ impl VecEnv {
             replies,
             ranges,
             workers,
+            failed: None,
         };
         v.broadcast(|_| Command::Reset)?;
         Ok(v)
@@ -245,20 +253,49 @@ impl VecEnv {
         Ok(&self.transitions)
     }
 
+    /// Sends one command per worker and waits for every reply. A worker whose environment
+    /// panicked replies with the panic and exits; the other replies are still collected (so
+    /// no worker writes the buffers after this returns), then the first failure is returned,
+    /// and every later call fails at once.
     fn broadcast(&mut self, cmd: impl Fn(usize) -> Command) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(Error::Env {
+                env: e.0,
+                message: format!("{} (an earlier failure)", e.1),
+            });
+        }
+        let mut sent = 0;
         for (w, s) in self.senders.iter().enumerate() {
-            s.send(cmd(w))
-                .map_err(|_| Error::Config("an env worker thread died".into()))?;
+            if s.send(cmd(w)).is_ok() {
+                sent += 1;
+            } else {
+                self.failed
+                    .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
+            }
         }
-        for _ in 0..self.senders.len() {
-            let (w, ts) = self
-                .replies
-                .recv()
-                .map_err(|_| Error::Config("an env worker thread died".into()))?;
-            let r = self.ranges[w].clone();
-            self.transitions[r].copy_from_slice(&ts);
+        for _ in 0..sent {
+            let Ok((w, reply)) = self.replies.recv() else {
+                self.failed
+                    .get_or_insert((0, "every worker thread is gone".into()));
+                break;
+            };
+            match reply {
+                Ok(ts) => {
+                    let r = self.ranges[w].clone();
+                    self.transitions[r].copy_from_slice(&ts);
+                }
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        match &self.failed {
+            Some((env, message)) => Err(Error::Env {
+                env: *env,
+                message: message.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -277,7 +314,7 @@ fn worker<E: Environment>(
     mut envs: Vec<E>,
     bufs: Buffers,
     rx: Receiver<Command>,
-    reply: Sender<(usize, Vec<Transition>)>,
+    reply: Sender<Reply>,
 ) {
     let slice = |base: *mut u8, i: usize| {
         // SAFETY: env `first + i` owns bytes [(first+i)*OBS_LEN, +OBS_LEN) of an N*OBS_LEN
@@ -285,30 +322,126 @@ fn worker<E: Environment>(
         unsafe { std::slice::from_raw_parts_mut(base.add((first + i) * OBS_LEN), OBS_LEN) }
     };
     while let Ok(cmd) = rx.recv() {
-        let out = match cmd {
-            Command::Reset => {
-                for (i, e) in envs.iter_mut().enumerate() {
+        let mut out = Vec::with_capacity(envs.len());
+        let mut failure = None;
+        for (i, e) in envs.iter_mut().enumerate() {
+            // The environment is not used again after a panic (this worker exits), so
+            // observing it half-updated is impossible.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cmd {
+                Command::Reset => {
                     e.reset(slice(bufs.obs, i));
+                    Transition::default()
                 }
-                vec![Transition::default(); envs.len()]
-            }
-            Command::Step(actions) => envs
-                .iter_mut()
-                .zip(actions)
-                .enumerate()
-                .map(|(i, (e, a))| {
+                Command::Step(actions) => {
                     let obs = slice(bufs.obs, i);
-                    let t = e.step(a, obs);
+                    let t = e.step(actions[i], obs);
                     if t.terminated || t.truncated {
                         slice(bufs.final_obs, i).copy_from_slice(obs);
                         e.reset(obs);
                     }
                     t
-                })
-                .collect(),
+                }
+            }));
+            match r {
+                Ok(t) => out.push(t),
+                Err(p) => {
+                    failure = Some((first + i, panic_message(p.as_ref())));
+                    break;
+                }
+            }
+        }
+        let dead = failure.is_some();
+        let msg = match failure {
+            Some(f) => Err(f),
+            None => Ok(out),
         };
-        if reply.send((id, out)).is_err() {
+        if reply.send((id, msg)).is_err() || dead {
             return;
         }
+    }
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    match (p.downcast_ref::<&str>(), p.downcast_ref::<String>()) {
+        (Some(s), _) => format!("panicked: {s}"),
+        (_, Some(s)) => format!("panicked: {s}"),
+        _ => "panicked".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Counts steps; env `bad` panics at its `at`-th step.
+    struct Flaky {
+        index: usize,
+        bad: usize,
+        at: u32,
+        steps: u32,
+    }
+
+    impl Environment for Flaky {
+        fn num_actions(&self) -> usize {
+            2
+        }
+        fn reset(&mut self, obs: &mut [u8]) {
+            obs.fill(0);
+        }
+        fn step(&mut self, _action: usize, obs: &mut [u8]) -> Transition {
+            self.steps += 1;
+            if self.index == self.bad && self.steps == self.at {
+                panic!("emulator exploded in env {}", self.index);
+            }
+            obs.fill(self.steps as u8);
+            Transition::default()
+        }
+    }
+
+    #[test]
+    fn a_panicking_env_ends_the_run_with_its_index_and_message() {
+        // 5 envs on 2 workers; env 3 (second worker) panics at its 3rd step. Before the fix
+        // the first worker kept the reply channel open and `step` waited forever, so the test
+        // runs in a thread and fails after 10 s instead of hanging.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let envs = (0..5)
+                .map(|index| Flaky {
+                    index,
+                    bad: 3,
+                    at: 3,
+                    steps: 0,
+                })
+                .collect();
+            let mut v = VecEnv::new(envs, 2).expect("vecenv");
+            let mut results = Vec::new();
+            for _ in 0..4 {
+                results.push(v.step(&[0; 5]).map(|_| ()));
+            }
+            let _ = tx.send(results);
+        });
+        let results = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("VecEnv::step hung after a worker panicked");
+        assert!(results[0].is_ok() && results[1].is_ok());
+        for r in &results[2..] {
+            match r {
+                Err(Error::Env { env, message }) => {
+                    assert_eq!(*env, 3);
+                    assert!(message.contains("emulator exploded in env 3"), "{message}");
+                }
+                other => panic!("expected an environment error, got {other:?}"),
+            }
+        }
+        let shown = match &results[2] {
+            Err(e) => e.to_string(),
+            Ok(()) => String::new(),
+        };
+        assert!(
+            shown.starts_with("training environment 3 failed"),
+            "{shown}"
+        );
     }
 }

@@ -171,7 +171,7 @@ fn dqn_learns_left_right_from_pixels() {
     let cfg = DqnConfig::from_args(&args).expect("config");
     let envs: Vec<StackedLeftRight> = (0..4).map(StackedLeftRight::new).collect();
     let mut envs = VecEnv::new(envs, 2).expect("envs");
-    let mut agent = DqnAgent::new(&cfg, 2, Device::Cpu);
+    let mut agent = DqnAgent::new(&cfg, 2, Device::Cpu).expect("agent");
     let mut replay = ReplayMemory::new(args.buffer_size, 4).expect("replay");
     start_episodes(&envs, &mut replay);
     let mut rng = ChaCha8Rng::seed_from_u64(7);

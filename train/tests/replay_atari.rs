@@ -8,6 +8,7 @@ use cartridge_train::config::DqnArgs;
 use cartridge_train::config::DqnConfig;
 use cartridge_train::dqn::{collect, start_episodes, DqnAgent};
 use cartridge_train::replay::ReplayMemory;
+use cartridge_train::seeds::EnvSeeds;
 use cartridge_train::vecenv::{AtariTrainEnv, VecEnv};
 use clap::Parser;
 use rand::SeedableRng;
@@ -26,11 +27,11 @@ fn stacks_rebuilt_from_frames_equal_the_environment_observations() {
         .resolve("breakout")
         .expect("breakout ROM");
     let envs = (0..2)
-        .map(|i| AtariTrainEnv::new(&rom, 11 + i, 0.0).expect("env"))
+        .map(|i| AtariTrainEnv::new(&rom, EnvSeeds::split(11 + i), 0.0).expect("env"))
         .collect::<Vec<_>>();
     let mut envs = VecEnv::new(envs, 2).expect("vecenv");
     let cfg = DqnConfig::from_args(&Cli::parse_from(["t"]).dqn).expect("cfg");
-    let agent = DqnAgent::new(&cfg, envs.num_actions(), Device::Cpu);
+    let agent = DqnAgent::new(&cfg, envs.num_actions(), Device::Cpu).expect("agent");
     // Large enough not to wrap: every slot is still in the ring at the end.
     let steps = 1500;
     let mut replay = ReplayMemory::new(2 * (2 * steps + 10), 2).expect("replay");

@@ -14,7 +14,7 @@ use cartridge_infer::policy::{Algo, ModelOverrides, Policy};
 use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
 use cartridge_infer::record::GifRecorder;
 use cartridge_infer::rom::RomSearch;
-use cartridge_infer::seed;
+use cartridge_infer::seed::{self, Stream};
 use cartridge_infer::select::{ActionSelector, Selection};
 use cartridge_infer::stats::{percentile, process_cpu_seconds, ReturnStats};
 use cartridge_infer::window::{display_available, GameWindow, WindowEvent};
@@ -259,14 +259,14 @@ fn run() -> anyhow::Result<()> {
     let mut policy = Policy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
     let emu = Emulator::new(
         &rom,
-        EmulatorConfig::seeded(seed::derive(cfg.seed, 1), cfg.sticky),
+        EmulatorConfig::seeded(seed::stream(cfg.seed, Stream::Emulator), cfg.sticky),
     )?;
     policy.check_against(&rom, emu.minimal_action_set())?;
     let info = policy.info().clone();
     let selection = cfg
         .selection_override
         .unwrap_or_else(|| Selection::default_for(info.algo));
-    let mut selector = ActionSelector::new(selection, seed::derive(cfg.seed, 2));
+    let mut selector = ActionSelector::new(selection, seed::stream(cfg.seed, Stream::Selector));
     let env_cfg = AtariConfig {
         noop_max: cfg.noop_max,
         max_episode_frames: cfg.max_frames,
@@ -274,7 +274,7 @@ fn run() -> anyhow::Result<()> {
         ..AtariConfig::default()
     };
     let frame_ms = 1000 * env_cfg.frame_skip / 60;
-    let mut env = AtariEnv::new(emu, env_cfg, seed::derive(cfg.seed, 3));
+    let mut env = AtariEnv::new(emu, env_cfg, seed::stream(cfg.seed, Stream::NoopReset));
     let window = if cfg.headless {
         None
     } else {
