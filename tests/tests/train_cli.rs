@@ -119,7 +119,10 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.train_steps").as_deref(), Some("4096"));
     assert_eq!(get("cartridge.eval_episodes").as_deref(), Some("1"));
-    assert!(get("cartridge.eval_mean_return").is_some());
+    assert_eq!(
+        get("cartridge.eval_mean_return"),
+        Some(format!("{:.3}", eval["mean_return"].as_f64().expect("mean")).as_str())
+    );
 
     // `train plot` redraws the curve from metrics.csv.
     std::fs::remove_file(dir.join("curve.png")).expect("rm");
@@ -138,7 +141,56 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     ]));
     assert_eq!(summary(&o)["episodes"], 1);
 
-    // 4. A second run into the same folder is refused; a corrupt checkpoint is refused.
+    // 4. Extending the finished run: flags a resume cannot change are refused by name, a
+    // total that does not extend it is refused, a larger total continues it with the
+    // learning-rate schedule of a 6144-step run: 2.5e-4 * (1 - (i - 1) / 24) at iteration i.
+    let resume = |extra: &[&str]| {
+        run(Command::new(bin("train"))
+            .args(["ppo", "--resume"])
+            .arg(&dir)
+            .args(extra))
+    };
+    let o = resume(&["--total-timesteps", "6144", "--learning-rate", "1e-3"]);
+    assert_clean_failure(&o, "--learning-rate cannot be given with --resume");
+    let o = resume(&["--num-envs", "4"]);
+    assert_clean_failure(&o, "--num-envs cannot be given with --resume");
+    let o = resume(&["--total-timesteps", "4096"]);
+    assert_clean_failure(&o, "does not extend the run: it is at agent step 4096");
+    let o = resume(&["--total-timesteps", "6144", "--eval-episodes", "0"]);
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "extension failed\n{stdout}\n{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("line")).expect("json");
+    assert_eq!(s["global_step"], 6144);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).expect("metrics");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
+    let (step_col, lr_col) = (col("global_step"), col("learning_rate"));
+    let lrs: Vec<(u64, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[step_col].parse().expect("step"),
+                f[lr_col].parse().expect("lr"),
+            )
+        })
+        .collect();
+    assert_eq!(lrs.len(), 24, "one row per iteration of the extended run");
+    for (step, lr) in &lrs[16..] {
+        let i = step / 256;
+        let want = 2.5e-4 * (1.0 - (i - 1) as f64 / 24.0);
+        assert!(
+            (lr - want).abs() < 1e-12,
+            "iteration {i}: lr {lr}, want {want}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("checkpoints/latest")).expect("latest"),
+        "step-000000006144"
+    );
+
+    // 5. A second run into the same folder is refused; a corrupt checkpoint is refused.
     let o = run(Command::new(bin("train")).args(train_args(&dir)));
     assert_clean_failure(&o, "already holds a run");
     let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).expect("latest");

@@ -19,9 +19,9 @@ pub struct RunArgs {
     /// Run folder: checkpoints, metrics.csv, episodes.jsonl, curve.png, model.onnx, eval.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in this folder at its saved global step (the saved learning arguments
-    /// are kept; only --device, --threads, --env-threads and --eval-episodes come from this
-    /// command).
+    /// Continue the run in this folder at its saved global step. The saved learning arguments
+    /// are kept; only --device, --threads, --env-threads, --eval-episodes, --save-every and
+    /// --total-timesteps (to extend the run) may be given, any other flag is refused.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Seed of the experiment (environments, initial weights, sampling).
@@ -48,7 +48,23 @@ pub struct RunArgs {
     /// Benchmark: run briefly, print throughput figures as JSON, write nothing.
     #[arg(long)]
     pub bench: bool,
+    /// Ids of the flags given on the command line (filled by the binary; a resume refuses
+    /// the ones it cannot change). Not saved.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: Vec<String>,
 }
+
+/// Flags a resume takes from its command line (clap ids); every other given flag is refused.
+pub const RESUME_FLAGS: [&str; 7] = [
+    "resume",
+    "device",
+    "threads",
+    "env_threads",
+    "eval_episodes",
+    "save_every",
+    "total_timesteps",
+];
 
 impl RunArgs {
     /// Checks the shared ranges.
@@ -72,6 +88,8 @@ pub trait AlgoArgs: Clone + Serialize + serde::de::DeserializeOwned {
     fn run(&self) -> &RunArgs;
     /// The shared arguments, mutable (resume replaces the run-time ones).
     fn run_mut(&mut self) -> &mut RunArgs;
+    /// The run's total agent steps, mutable (a resume may extend it).
+    fn total_timesteps_mut(&mut self) -> &mut u64;
 }
 
 impl AlgoArgs for PpoArgs {
@@ -80,6 +98,9 @@ impl AlgoArgs for PpoArgs {
     }
     fn run_mut(&mut self) -> &mut RunArgs {
         &mut self.run
+    }
+    fn total_timesteps_mut(&mut self) -> &mut u64 {
+        &mut self.total_timesteps
     }
 }
 
@@ -90,7 +111,10 @@ pub struct PpoArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub run: RunArgs,
-    /// Total agent steps (summed over environments; 1 agent step = 4 emulated frames).
+    /// Total agent steps (summed over environments; 1 agent step = 4 emulated frames). With
+    /// --resume: the run's new total (to extend it); the schedules become those of a run
+    /// started with this total (learning rate annealed to 0 at it; epsilon falling over
+    /// exploration_fraction of it), continued from their values at the saved step.
     #[arg(long, default_value_t = 10_000_000)]
     pub total_timesteps: u64,
     /// Adam learning rate.
@@ -235,7 +259,10 @@ pub struct DqnArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub run: RunArgs,
-    /// Total agent steps (summed over environments; 1 agent step = 4 emulated frames).
+    /// Total agent steps (summed over environments; 1 agent step = 4 emulated frames). With
+    /// --resume: the run's new total (to extend it); the schedules become those of a run
+    /// started with this total (learning rate annealed to 0 at it; epsilon falling over
+    /// exploration_fraction of it), continued from their values at the saved step.
     #[arg(long, default_value_t = 10_000_000)]
     pub total_timesteps: u64,
     /// Adam learning rate.
@@ -299,6 +326,9 @@ impl AlgoArgs for DqnArgs {
     }
     fn run_mut(&mut self) -> &mut RunArgs {
         &mut self.run
+    }
+    fn total_timesteps_mut(&mut self) -> &mut u64 {
+        &mut self.total_timesteps
     }
 }
 

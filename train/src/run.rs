@@ -13,7 +13,7 @@ use tch::Device;
 
 use crate::adam::Adam;
 use crate::checkpoint::{self, Loaded, RunState, Snapshot};
-use crate::config::{AlgoArgs, PpoArgs, PpoConfig, RunArgs};
+use crate::config::{AlgoArgs, PpoArgs, PpoConfig, RunArgs, RESUME_FLAGS};
 use crate::eval::{evaluate, EvalReport};
 use crate::logger::{MetricsRow, RunLog};
 use crate::model::ActorCritic;
@@ -95,13 +95,41 @@ pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
     let run = args.run();
     let (args_used, out, loaded) = match &run.resume {
         Some(dir) => {
+            if let Some(flag) = run
+                .given
+                .iter()
+                .find(|f| !RESUME_FLAGS.contains(&f.as_str()))
+            {
+                return Err(Error::Config(format!(
+                    "--{} cannot be given with --resume: a resumed run keeps its saved learning \
+                     arguments (see {}); only --device, --threads, --env-threads, \
+                     --eval-episodes, --save-every and --total-timesteps may change. Drop it, or \
+                     start a new run with --out",
+                    flag.replace('_', "-"),
+                    checkpoint::checkpoints_dir(dir).join("latest").display()
+                )));
+            }
             let l: Loaded<A> = checkpoint::load(dir)?;
             let mut a = l.state.args.clone();
+            if run.given.iter().any(|f| f == "total_timesteps") {
+                let total = *args.clone().total_timesteps_mut();
+                if total <= l.state.global_step {
+                    return Err(Error::Config(format!(
+                        "--total-timesteps {total} does not extend the run: it is at agent step \
+                         {} already; give a larger total",
+                        l.state.global_step
+                    )));
+                }
+                *a.total_timesteps_mut() = total;
+            }
             let saved = a.run_mut();
             saved.device.clone_from(&run.device);
             saved.threads = run.threads;
             saved.env_threads = run.env_threads;
             saved.eval_episodes = run.eval_episodes;
+            if run.given.iter().any(|f| f == "save_every") {
+                saved.save_every = run.save_every;
+            }
             saved.bench = false;
             (a, dir.clone(), Some(l))
         }

@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cartridge_train::config::{DqnArgs, PpoArgs};
 use cartridge_train::logger::{plot_curve, read_metrics};
@@ -50,10 +51,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// The ids of the arguments given on the command line of the subcommand (not defaulted;
+/// argument groups, which clap's `flatten` adds, left out).
+fn given_flags(matches: &ArgMatches) -> Vec<String> {
+    let Some((name, sub)) = matches.subcommand() else {
+        return Vec::new();
+    };
+    let cmd = Cli::command();
+    let Some(sub_cmd) = cmd.find_subcommand(name) else {
+        return Vec::new();
+    };
+    sub_cmd
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| sub.value_source(id) == Some(ValueSource::CommandLine))
+        .map(str::to_string)
+        .collect()
+}
+
 fn run() -> anyhow::Result<()> {
-    let outcome = match Cli::parse().algo {
-        Algo::Ppo(args) => train_ppo(&args)?,
-        Algo::Dqn(args) => train_dqn(&args)?,
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = given_flags(&matches);
+    let outcome = match cli.algo {
+        Algo::Ppo(mut args) => {
+            args.run.given = given;
+            train_ppo(&args)?
+        }
+        Algo::Dqn(mut args) => {
+            args.run.given = given;
+            train_dqn(&args)?
+        }
         Algo::Plot { run, title } => {
             let rows = read_metrics(&run.join("metrics.csv"))?;
             plot_curve(&run.join("curve.png"), &title, &rows)?;
