@@ -3,7 +3,8 @@
 #   make play    Debian packages, .venv (onnxruntime, ale-py), release build, default model,
 #                then play Breakout (a window where there is a display, one headless episode
 #                where there is none).
-#   make test    the same set-up plus test tools (Xvfb, onnx, OpenCV), then the whole suite.
+#   make test    the same set-up plus test tools (Xvfb, onnx, OpenCV), `make lint` (cargo fmt
+#                --check, clippy -D warnings), then the whole suite.
 #   make train   build `train` (installs torch 2.11.0 into .venv first).
 #   make bench   criterion benchmarks of the runtime, and `train ppo --bench`.
 #   make eval    DESIGN.md's evaluation of MODEL on GAME with `play` itself: 30 full games with
@@ -26,7 +27,7 @@ PLAY_ARGS  ?=
 # torch-sys builds against the torch of .venv: its python must come first on PATH.
 TORCH_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: play test bench train eval deps test-deps venv build clean-models
+.PHONY: play test lint bench train eval deps test-deps venv build clean-models
 
 # --- set-up ------------------------------------------------------------------------------
 
@@ -78,9 +79,15 @@ play: build $(VENV)/.stamp
 train: deps $(VENV)/.stamp-train
 	$(TORCH_ENV) cargo build --release --locked -p cartridge-train
 
-test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train
+test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train lint
 	$(TORCH_ENV) cargo build --release --locked --workspace --bins
 	$(TORCH_ENV) cargo test --release --locked --workspace
+
+# The conventions CI holds the code to: rustfmt's layout and clippy without warnings.
+lint: deps $(VENV)/.stamp-train
+	@command -v rustup >/dev/null && rustup component add rustfmt clippy >/dev/null 2>&1 || true
+	cargo fmt --all --check
+	$(TORCH_ENV) cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
 bench: build train
 	cargo bench --locked -p cartridge-infer --bench runtime

@@ -117,8 +117,8 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     assert_eq!(eval["episodes"], 1);
     let meta = onnx_metadata(&dir.join("model.onnx"));
     let get = |k: &str| meta.get(k).map(String::as_str);
-    assert_eq!(get("cartridge.train_steps").as_deref(), Some("4096"));
-    assert_eq!(get("cartridge.eval_episodes").as_deref(), Some("1"));
+    assert_eq!(get("cartridge.train_steps"), Some("4096"));
+    assert_eq!(get("cartridge.eval_episodes"), Some("1"));
     assert_eq!(
         get("cartridge.eval_mean_return"),
         Some(format!("{:.3}", eval["mean_return"].as_f64().expect("mean")).as_str())

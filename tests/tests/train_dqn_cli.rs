@@ -128,8 +128,8 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
     assert_eq!(eval["selection"], "EpsilonGreedy(0.05)");
     let meta = onnx_metadata(&dir.join("model.onnx"));
     let get = |k: &str| meta.get(k).map(String::as_str);
-    assert_eq!(get("cartridge.algo").as_deref(), Some("dqn"));
-    assert_eq!(get("cartridge.train_steps").as_deref(), Some("3000"));
+    assert_eq!(get("cartridge.algo"), Some("dqn"));
+    assert_eq!(get("cartridge.train_steps"), Some("3000"));
 
     // 3. play runs the exported Q-network epsilon-greedily.
     let o = run(Command::new(bin("play")).arg(dir.join("model.onnx")).args([
