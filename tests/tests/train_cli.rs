@@ -220,4 +220,13 @@ fn bad_arguments_are_clear_errors() {
         .args(["ppo", "--resume"])
         .arg(tmp.path()));
     assert_clean_failure(&o, "no checkpoint pointer");
+    if !std::path::Path::new("/dev/nvidia0").exists() {
+        // No GPU on this machine: --device cuda is refused before anything is written.
+        let out = tmp.path().join("cuda-run");
+        let o = run(Command::new(bin("train"))
+            .args(["ppo", "--device", "cuda", "--out"])
+            .arg(&out));
+        assert_clean_failure(&o, "--device cuda, but libtorch sees no CUDA device");
+        assert!(!out.exists(), "a refused run must not create its folder");
+    }
 }

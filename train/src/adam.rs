@@ -71,9 +71,12 @@ pub fn zero_grad(params: &[Tensor]) {
     }
 }
 
-/// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm before
-/// clipping (as `clip_grad_norm_`: coefficient `max_norm / (norm + 1e-6)`, applied when < 1).
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
+/// Scales all gradients so their global L2 norm is at most `max_norm`, on their device
+/// without a host sync, as `torch.nn.utils.clip_grad_norm_`: every gradient is multiplied by
+/// `clamp_max(max_norm / (norm + 1e-6), 1)`. Returns the norm before clipping as a 0-dim
+/// tensor on the gradients' device (undefined-gradient parameters are skipped; `None` when no
+/// parameter has a gradient).
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Option<Tensor> {
     no_grad(|| {
         let grads: Vec<Tensor> = params
             .iter()
@@ -81,18 +84,15 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
             .filter(Tensor::defined)
             .collect();
         if grads.is_empty() {
-            return 0.0;
+            return None;
         }
-        let total = Tensor::stack(&grads.iter().map(|g| g.norm()).collect::<Vec<_>>(), 0)
-            .norm()
-            .double_value(&[]);
-        let coef = max_norm / (total + 1e-6);
-        if coef < 1.0 {
-            for g in &grads {
-                let _ = g.shallow_clone().g_mul_scalar_(coef);
-            }
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+        let total = Tensor::stack(&norms, 0).norm();
+        let coef = ((&total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+        for g in &grads {
+            let _ = g.shallow_clone().g_mul_(&coef);
         }
-        total
+        Some(total)
     })
 }
 
@@ -117,14 +117,26 @@ mod tests {
     }
 
     #[test]
+    fn clip_leaves_small_gradients_alone() {
+        // Norm 5 under max_norm 10: coefficient clamps to 1, the gradient is unchanged.
+        let p = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
+        (&p * Tensor::from_slice(&[3.0f32, 4.0]))
+            .sum(Kind::Float)
+            .backward();
+        clip_grad_norm(std::slice::from_ref(&p), 10.0);
+        let g: Vec<f32> = p.grad().try_into().expect("vec");
+        assert_eq!(g, [3.0, 4.0]);
+    }
+
+    #[test]
     fn clip_scales_to_max_norm() {
         // Gradient (3, 4) has norm 5; clipping to 1 gives (0.6, 0.8) (coef 1/(5+1e-6)).
         let p = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
         (&p * Tensor::from_slice(&[3.0f32, 4.0]))
             .sum(Kind::Float)
             .backward();
-        let n = clip_grad_norm(std::slice::from_ref(&p), 1.0);
-        assert!((n - 5.0).abs() < 1e-5);
+        let n = clip_grad_norm(std::slice::from_ref(&p), 1.0).expect("a gradient");
+        assert!((n.double_value(&[]) - 5.0).abs() < 1e-5);
         let g: Vec<f32> = p.grad().try_into().expect("vec");
         assert!(
             (g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5,

@@ -236,8 +236,12 @@ pub fn update(
     let b_adv = Tensor::from_slice(&adv).to_device(device);
     let b_ret = Tensor::from_slice(&ret).to_device(device);
     let params = model.params();
-    let mut stats = UpdateStats::default();
-    let mut clipfracs = Vec::new();
+    // Statistics stay on the device and are read once at the end (approx_kl once per epoch
+    // with --target-kl), so a GPU never waits for the host inside the loop.
+    let zero = || Tensor::zeros([], (Kind::Float, device));
+    let (mut pg_last, mut vl_last, mut ent_last, mut kl_last) = (zero(), zero(), zero(), zero());
+    let mut clipfrac_sum = zero();
+    let mut minibatches = 0u32;
     'epochs: for _ in 0..a.update_epochs {
         let perm = Tensor::randperm(b, (Kind::Int64, device));
         for start in (0..b).step_by(cfg.minibatch_size) {
@@ -247,18 +251,14 @@ pub fn update(
             let logratio = new_logprob - b_logprobs.index_select(0, &mb);
             let ratio = logratio.exp();
             no_grad(|| {
-                stats.approx_kl = ((&ratio - 1.0) - &logratio)
-                    .mean(Kind::Float)
-                    .double_value(&[]);
-                clipfracs.push(
-                    (&ratio - 1.0)
-                        .abs()
-                        .gt(clip_coef)
-                        .to_kind(Kind::Float)
-                        .mean(Kind::Float)
-                        .double_value(&[]),
-                );
+                kl_last = ((&ratio - 1.0) - &logratio).mean(Kind::Float);
+                clipfrac_sum += (&ratio - 1.0)
+                    .abs()
+                    .gt(clip_coef)
+                    .to_kind(Kind::Float)
+                    .mean(Kind::Float);
             });
+            minibatches += 1;
             let mut mb_adv = b_adv.index_select(0, &mb);
             if a.norm_adv {
                 mb_adv = (&mb_adv - mb_adv.mean(Kind::Float)) / (mb_adv.std(true) + 1e-8);
@@ -277,16 +277,20 @@ pub fn update(
             loss.backward();
             clip_grad_norm(&params, a.max_grad_norm);
             adam.step(&params);
-            stats.pg_loss = pg.double_value(&[]);
-            stats.v_loss = vl.double_value(&[]);
-            stats.entropy = ent.double_value(&[]);
+            (pg_last, vl_last, ent_last) = (pg.detach(), vl.detach(), ent.detach());
         }
-        if a.target_kl.is_some_and(|k| stats.approx_kl > k) {
+        if a.target_kl.is_some_and(|k| kl_last.double_value(&[]) > k) {
             break 'epochs;
         }
     }
-    stats.clipfrac = clipfracs.iter().sum::<f64>() / clipfracs.len().max(1) as f64;
-    stats.explained_variance = explained_variance(&values_cpu, &ret);
+    let stats = UpdateStats {
+        pg_loss: pg_last.double_value(&[]),
+        v_loss: vl_last.double_value(&[]),
+        entropy: ent_last.double_value(&[]),
+        approx_kl: kl_last.double_value(&[]),
+        clipfrac: clipfrac_sum.double_value(&[]) / f64::from(minibatches.max(1)),
+        explained_variance: explained_variance(&values_cpu, &ret),
+    };
     Ok(stats)
 }
 

@@ -65,14 +65,97 @@ pub enum Outcome {
     DqnBench(crate::run_dqn::DqnBenchReport),
 }
 
-pub(crate) fn pick_device(name: &str) -> Result<Device> {
+/// The training device and why it was chosen (the start line prints both).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceChoice {
+    /// The device.
+    pub device: Device,
+    /// Why: the flag, what libtorch sees (CUDA device count, cuDNN).
+    pub reason: String,
+}
+
+/// Whether the kernel shows an NVIDIA GPU (its driver's device nodes or `/proc` entries),
+/// whatever libtorch can do with it.
+fn nvidia_gpu_visible() -> bool {
+    std::path::Path::new("/dev/nvidia0").exists()
+        || std::fs::read_dir("/proc/driver/nvidia/gpus").is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Why libtorch may not see a GPU, and what to do.
+const CUDA_HINTS: &str = "likely causes: the NVIDIA driver is older than CUDA 13.0 needs \
+     (driver >= 580), the GPU is older than the torch wheel supports (see \
+     `python3 -c 'import torch; print(torch.cuda.get_arch_list())'`), CUDA_VISIBLE_DEVICES hides \
+     it, or libtorch is a CPU-only build; `python3 -c 'import torch; \
+     print(torch.cuda.is_available())'` with the same torch tells which (docs/GPU.md)";
+
+/// Resolves `--device` (`auto`, `cpu`, `cuda`): `cuda` without a usable GPU is an error that
+/// names the likely causes; `auto` falls back to the CPU, loudly when an NVIDIA GPU is visible
+/// but libtorch cannot use it.
+pub fn pick_device(name: &str) -> Result<DeviceChoice> {
+    let cuda = tch::Cuda::device_count();
+    let seen = format!(
+        "libtorch sees {cuda} CUDA device(s), cuDNN {}",
+        if tch::Cuda::cudnn_is_available() {
+            "available"
+        } else {
+            "unavailable"
+        }
+    );
     match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        "cuda" => Err(Error::Config(
-            "--device cuda but libtorch sees no CUDA device; use --device cpu or auto".into(),
-        )),
-        _ => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(DeviceChoice {
+            device: Device::Cpu,
+            reason: "--device cpu".into(),
+        }),
+        "cuda" if cuda > 0 => Ok(DeviceChoice {
+            device: Device::Cuda(0),
+            reason: format!("--device cuda; {seen}"),
+        }),
+        "cuda" => Err(Error::Device(format!(
+            "--device cuda, but libtorch sees no CUDA device{}; {CUDA_HINTS}. Use --device cpu \
+             to train on the CPU",
+            if nvidia_gpu_visible() {
+                " although an NVIDIA GPU is visible to the system"
+            } else {
+                " (and no NVIDIA GPU is visible to the system)"
+            }
+        ))),
+        "auto" if cuda > 0 => Ok(DeviceChoice {
+            device: Device::Cuda(0),
+            reason: format!("--device auto; {seen}"),
+        }),
+        "auto" => {
+            if nvidia_gpu_visible() {
+                eprintln!(
+                    "WARNING: an NVIDIA GPU is visible but libtorch cannot use it; training on \
+                     the CPU, which is far slower. {CUDA_HINTS}"
+                );
+            }
+            Ok(DeviceChoice {
+                device: Device::Cpu,
+                reason: format!("--device auto; {seen}"),
+            })
+        }
+        other => Err(Error::Config(format!(
+            "--device {other}: use auto, cpu or cuda"
+        ))),
+    }
+}
+
+/// Runs one small operation on `device` and reads it back, so a device that cannot compute
+/// fails before anything is written.
+pub fn probe_device(device: Device) -> Result<()> {
+    let probe = || -> std::result::Result<f64, tch::TchError> {
+        let x = tch::Tensor::f_ones([4], (tch::Kind::Float, device))?;
+        x.f_sum(tch::Kind::Float)?.f_double_value(&[])
+    };
+    match probe() {
+        Ok(v) if v == 4.0 => Ok(()),
+        Ok(v) => Err(Error::Device(format!(
+            "a test sum of four ones on {device:?} gave {v}; the device is not usable"
+        ))),
+        Err(e) => Err(Error::Device(format!(
+            "a test operation on {device:?} failed: {e}; {CUDA_HINTS}"
+        ))),
     }
 }
 
@@ -169,11 +252,16 @@ pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
     })
 }
 
-/// The device and libtorch threads of `run`.
-pub(crate) fn setup_torch(run: &RunArgs) -> Result<Device> {
-    let device = pick_device(&run.device)?;
+/// The device (probed) and libtorch threads of `run`; cuDNN's benchmark mode on CUDA (the
+/// input shapes are fixed, so its autotuning pays once).
+pub(crate) fn setup_torch(run: &RunArgs) -> Result<DeviceChoice> {
+    let choice = pick_device(&run.device)?;
+    probe_device(choice.device)?;
+    if choice.device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     tch::set_num_threads(run.threads.unwrap_or_else(cores).max(1) as i32);
-    Ok(device)
+    Ok(choice)
 }
 
 /// `num_envs` training environments (fresh games on every (re)start, seeded per env and per
@@ -310,7 +398,8 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     } = start(args)?;
     let cfg = PpoConfig::from_args(&args_used)?;
     let a = &cfg.args;
-    let device = setup_torch(&a.run)?;
+    let choice = setup_torch(&a.run)?;
+    let device = choice.device;
     let rom = RomSearch::default().resolve(&a.run.rom)?;
     let (mut envs, actions, env_threads) = make_envs(&rom, &a.run, a.num_envs, state.resumes)?;
 
@@ -335,8 +424,9 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
     };
     if let Some(l) = &log {
         l.println(format!(
-            "train ppo: {} on {device:?}, {} envs on {env_threads} threads, {} iterations of {} steps{}",
+            "train ppo: {} on {device:?} ({}), {} envs on {env_threads} threads, {} iterations of {} steps{}",
             rom.game,
+            choice.reason,
             a.num_envs,
             cfg.num_iterations,
             cfg.batch_size,
@@ -540,4 +630,37 @@ fn evaluate_export(
     ];
     cartridge_export::write_onnx(ckpt, &extra, &onnx)?;
     Ok(Some(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_choice_says_what_and_why() {
+        let cpu = pick_device("cpu").expect("cpu");
+        assert_eq!(cpu.device, Device::Cpu);
+        assert_eq!(cpu.reason, "--device cpu");
+        probe_device(Device::Cpu).expect("the CPU computes");
+        let auto = pick_device("auto").expect("auto");
+        assert!(
+            auto.reason.starts_with("--device auto; libtorch sees"),
+            "{}",
+            auto.reason
+        );
+        if tch::Cuda::device_count() == 0 {
+            // This machine has no GPU: auto picks the CPU, cuda is refused with the causes.
+            assert_eq!(auto.device, Device::Cpu);
+            let e = pick_device("cuda").expect_err("no GPU here").to_string();
+            assert!(e.contains("libtorch sees no CUDA device"), "{e}");
+            assert!(
+                e.contains("driver >= 580") && e.contains("--device cpu"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(auto.device, Device::Cuda(0));
+            probe_device(Device::Cuda(0)).expect("the GPU computes");
+        }
+        assert!(pick_device("tpu").is_err());
+    }
 }

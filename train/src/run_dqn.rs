@@ -134,7 +134,8 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
     let cfg = DqnConfig::from_args(&args_used)?;
     let a = &cfg.args;
     check_memory(a)?;
-    let device = setup_torch(&a.run)?;
+    let choice = setup_torch(&a.run)?;
+    let device = choice.device;
     let rom = RomSearch::default().resolve(&a.run.rom)?;
     let (mut envs, actions, env_threads) = make_envs(&rom, &a.run, a.num_envs, state.resumes)?;
 
@@ -171,9 +172,10 @@ pub fn train_dqn(args: &DqnArgs) -> Result<Outcome> {
         loaded.as_ref().map(|l| l.state.global_step),
     )?;
     log.println(format!(
-        "train dqn: {} on {device:?}, {} envs on {env_threads} threads, {} steps, replay {} \
+        "train dqn: {} on {device:?} ({}), {} envs on {env_threads} threads, {} steps, replay {} \
          transitions{}{}",
         rom.game,
+        choice.reason,
         a.num_envs,
         a.total_timesteps,
         a.buffer_size,
