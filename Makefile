@@ -7,6 +7,8 @@
 #                --check, clippy -D warnings), then the whole suite.
 #   make train   build `train` (installs torch 2.11.0 into .venv first).
 #   make bench   criterion benchmarks of the runtime, and `train ppo --bench`.
+#   make gpu-smoke  on a GPU machine: train's CUDA benchmarks and save/resume checks
+#                (scripts/gpu-smoke.sh; docs/GPU.md).
 #   make eval    DESIGN.md's evaluation of MODEL on GAME with `play` itself: 30 full games with
 #                NoopReset starts, sticky actions off (seed 1), then p = 0.25 (seed 2); prints
 #                play's two JSON summary lines (the model cards' models/<game>.eval.jsonl).
@@ -27,7 +29,7 @@ PLAY_ARGS  ?=
 # torch-sys builds against the torch of .venv: its python must come first on PATH.
 TORCH_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: play test lint bench train eval deps test-deps venv build clean-models
+.PHONY: play test lint bench train gpu-smoke eval deps test-deps venv build clean-models
 
 # --- set-up ------------------------------------------------------------------------------
 
@@ -92,6 +94,11 @@ lint: deps $(VENV)/.stamp-train
 bench: build train
 	cargo bench --locked -p cartridge-infer --bench runtime
 	$(RELEASE)/train ppo --rom breakout --bench
+
+# On a GPU machine: PPO and DQN --bench on CUDA (8 and 64 envs), a run saved and resumed on
+# CUDA, a CPU checkpoint resumed on CUDA; one JSON line each (docs/GPU.md).
+gpu-smoke: train
+	scripts/gpu-smoke.sh $(RELEASE)/train
 
 EVAL_EPISODES ?= 30
 eval: build $(VENV)/.stamp
