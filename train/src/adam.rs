@@ -47,6 +47,10 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
+                debug_assert!(
+                    g.device() == m.device() && p.device() == v.device(),
+                    "parameter, gradient and moments must share a device"
+                );
                 let _ = m
                     .g_mul_scalar_(self.beta1)
                     .g_add_(&(&g * (1.0 - self.beta1)));

@@ -19,7 +19,6 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use crate::adam::Adam;
 use crate::config::PpoArgs;
@@ -210,7 +209,7 @@ pub fn restore_adam<A>(adam: &mut Adam, loaded: &Loaded<A>, algo: Algo) -> Resul
         let dev = adam.m[i].device();
         let to = |t: &cartridge_export::Tensor| {
             let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            Tensor::from_slice(&t.data).reshape(&shape).to_device(dev)
+            crate::tensors::from_f32(&t.data, &shape, dev)
         };
         adam.m[i] = to(m);
         adam.v[i] = to(v);

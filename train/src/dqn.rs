@@ -12,8 +12,10 @@ use crate::adam::{clip_grad_norm, zero_grad, Adam};
 use crate::config::{DqnArgs, DqnConfig};
 use crate::model::QNetwork;
 use crate::replay::{Batch, ReplayMemory};
+use crate::tensors::{self, Uploader};
 use crate::vecenv::{Episode, VecEnv};
 use crate::Result;
+use std::cell::RefCell;
 
 /// Linear epsilon schedule: `start` to `end` over `duration` steps, then `end` (CleanRL's
 /// `linear_schedule(1.0, 0.01, exploration_fraction * total_timesteps, t)`).
@@ -70,6 +72,8 @@ pub struct DqnAgent {
     huber: bool,
     double: bool,
     max_grad_norm: Option<f64>,
+    /// Host-to-device transfers (interior mutability: acting borrows the agent shared).
+    uploader: RefCell<Uploader>,
     loss_sum: Tensor,
     q_sum: Tensor,
     steps_summed: u64,
@@ -94,7 +98,7 @@ impl DqnAgent {
         target.soft_update_from(&online, 1.0);
         let params = online.params();
         let adam = Adam::new(&params, a.learning_rate, a.adam_eps);
-        let zero = || Tensor::zeros([], (Kind::Float, device));
+        let zero = || tensors::zeros(&[], Kind::Float, device);
         Ok(Self {
             online,
             target,
@@ -105,6 +109,7 @@ impl DqnAgent {
             huber: cfg.huber,
             double: a.double,
             max_grad_norm: a.max_grad_norm,
+            uploader: RefCell::new(Uploader::new(device)),
             loss_sum: zero(),
             q_sum: zero(),
             steps_summed: 0,
@@ -113,10 +118,7 @@ impl DqnAgent {
 
     /// Greedy actions `argmax_a Q(obs, a)` for observations u8 `[N, 4, 84, 84]`.
     pub fn greedy(&self, obs: &[u8]) -> Result<Vec<usize>> {
-        let n = (obs.len() / OBS_LEN) as i64;
-        let x = Tensor::from_slice(obs)
-            .view([n, 4, 84, 84])
-            .to_device(self.device);
+        let x = self.uploader.borrow_mut().upload(&[obs], &[4, 84, 84])?;
         let a = no_grad(|| self.online.forward(&x).argmax(-1, false));
         let a: Vec<i64> = Vec::try_from(&a.to_device(Device::Cpu))?;
         Ok(a.into_iter().map(|x| x as usize).collect())
@@ -127,15 +129,15 @@ impl DqnAgent {
     pub fn train_step(&mut self, batch: &Batch) -> Result<()> {
         let b = batch.actions.len() as i64;
         let dev = self.device;
-        let obs = Tensor::from_slice(&batch.obs)
-            .view([b, 4, 84, 84])
-            .to_device(dev);
-        let next = Tensor::from_slice(&batch.next_obs)
-            .view([b, 4, 84, 84])
-            .to_device(dev);
-        let actions = Tensor::from_slice(&batch.actions).to_device(dev);
-        let rewards = Tensor::from_slice(&batch.rewards).to_device(dev);
-        let terminated = Tensor::from_slice(&batch.terminated).to_device(dev);
+        // obs and next_obs in one transfer.
+        let both = self
+            .uploader
+            .get_mut()
+            .upload(&[&batch.obs, &batch.next_obs], &[4, 84, 84])?;
+        let (obs, next) = (both.narrow(0, 0, b), both.narrow(0, b, b));
+        let actions = tensors::from_i64(&batch.actions, &[b], dev);
+        let rewards = tensors::from_f32(&batch.rewards, &[b], dev);
+        let terminated = tensors::from_f32(&batch.terminated, &[b], dev);
         let y = no_grad(|| {
             let q_next_target = self.target.forward(&next);
             let q_next_online = self.double.then(|| self.online.forward(&next));

@@ -8,6 +8,9 @@
 //! [`logger`] (log), [`checkpoint`] (save/resume), [`eval`] (evaluation of the exported ONNX
 //! model).
 
+// Tests build CPU fixtures with tch's constructors; the crate itself goes through `tensors`.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 pub mod adam;
 pub mod checkpoint;
 pub mod config;
@@ -21,6 +24,7 @@ pub mod replay;
 pub mod run;
 pub mod run_dqn;
 pub mod seeds;
+pub mod tensors;
 pub mod vecenv;
 
 /// Everything that can go wrong while training. Messages say what was wrong and what to do.

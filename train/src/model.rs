@@ -82,6 +82,11 @@ impl ActorCritic {
 
     /// `(logits [B, A], value [B])` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here).
     pub fn forward(&self, obs: &Tensor) -> (Tensor, Tensor) {
+        debug_assert_eq!(
+            obs.device(),
+            self.vs.device(),
+            "observations on another device"
+        );
         let x = obs.to_kind(Kind::Float) / 255.0;
         let h = self.trunk.forward(&x);
         (
@@ -153,6 +158,11 @@ impl QNetwork {
 
     /// `Q(obs, ·)` `[B, A]` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here).
     pub fn forward(&self, obs: &Tensor) -> Tensor {
+        debug_assert_eq!(
+            obs.device(),
+            self.vs.device(),
+            "observations on another device"
+        );
         let x = obs.to_kind(Kind::Float) / 255.0;
         self.head.forward(&self.trunk.forward(&x))
     }
@@ -212,9 +222,8 @@ fn load_into(vs: &nn::VarStore, algo: Algo, n_actions: usize, tensors: &Tensors)
                 )));
             }
             let shape: Vec<i64> = src.shape.iter().map(|&d| d as i64).collect();
-            let t = Tensor::from_slice(&src.data).reshape(&shape);
             let mut dst = vars[spec.name].shallow_clone();
-            dst.f_copy_(&t.to_device(dst.device()))?;
+            dst.f_copy_(&crate::tensors::from_f32(&src.data, &shape, dst.device()))?;
         }
         Ok(())
     })

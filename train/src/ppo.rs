@@ -4,15 +4,18 @@
 
 use std::time::Instant;
 
-use cartridge_infer::preprocess::OBS_LEN;
 use tch::{no_grad, Device, Kind, Tensor};
 
 use crate::adam::{clip_grad_norm, zero_grad, Adam};
 use crate::config::PpoConfig;
 use crate::gae::gae;
 use crate::model::ActorCritic;
+use crate::tensors::{self, Uploader};
 use crate::vecenv::{Episode, Transition, VecEnv};
 use crate::Result;
+
+/// One observation's shape, `[4, 84, 84]` u8.
+const OBS_SHAPE: [i64; 3] = [4, 84, 84];
 
 /// Clipped surrogate objective (PPO paper eq. 7), as a loss to minimise:
 /// `mean(max(-A * ratio, -A * clip(ratio, 1 - c, 1 + c)))`.
@@ -88,6 +91,7 @@ pub struct Storage {
     values: Tensor,
     rewards: Vec<f32>,
     dones: Vec<bool>,
+    uploader: Uploader,
 }
 
 impl Storage {
@@ -95,12 +99,13 @@ impl Storage {
     pub fn new(t: usize, n: usize, device: Device) -> Self {
         let (t, n) = (t as i64, n as i64);
         Self {
-            obs: Tensor::zeros([t, n, 4, 84, 84], (Kind::Uint8, device)),
-            actions: Tensor::zeros([t, n], (Kind::Int64, device)),
-            logprobs: Tensor::zeros([t, n], (Kind::Float, device)),
-            values: Tensor::zeros([t, n], (Kind::Float, device)),
+            obs: tensors::zeros(&[t, n, 4, 84, 84], Kind::Uint8, device),
+            actions: tensors::zeros(&[t, n], Kind::Int64, device),
+            logprobs: tensors::zeros(&[t, n], Kind::Float, device),
+            values: tensors::zeros(&[t, n], Kind::Float, device),
             rewards: Vec::with_capacity((t * n) as usize),
             dones: Vec::with_capacity((t * n) as usize),
+            uploader: Uploader::new(device),
         }
     }
 }
@@ -140,7 +145,6 @@ pub fn rollout(
     envs: &mut VecEnv,
     storage: &mut Storage,
     gamma: f32,
-    device: Device,
     timings: &mut Timings,
 ) -> Result<(Vec<Episode>, Vec<f32>)> {
     let n = envs.len();
@@ -150,9 +154,10 @@ pub fn rollout(
     let mut episodes = Vec::new();
     for t in 0..t_len {
         let t0 = Instant::now();
-        let obs = Tensor::from_slice(envs.obs())
-            .view([n as i64, 4, 84, 84])
-            .to_device(device);
+        // The observations go straight into this step's storage, and the policy reads them
+        // there.
+        let mut obs = storage.obs.get(t);
+        storage.uploader.upload_into(envs.obs(), &mut obs)?;
         let t1 = Instant::now();
         let (action, logprob, value) = no_grad(|| {
             let (logits, value) = model.forward(&obs);
@@ -165,7 +170,6 @@ pub fn rollout(
         });
         let actions: Vec<i64> = Vec::try_from(&action.to_device(Device::Cpu))?;
         let t2 = Instant::now();
-        storage.obs.get(t).copy_(&obs);
         storage.actions.get(t).copy_(&action);
         storage.logprobs.get(t).copy_(&logprob);
         storage.values.get(t).copy_(&value);
@@ -175,13 +179,8 @@ pub fn rollout(
         let truncated: Vec<usize> = (0..n).filter(|&i| bootstraps(&transitions[i])).collect();
         let mut bootstrap = vec![0f32; n];
         if !truncated.is_empty() {
-            let mut buf = Vec::with_capacity(truncated.len() * OBS_LEN);
-            for &i in &truncated {
-                buf.extend_from_slice(envs.final_obs(i));
-            }
-            let fo = Tensor::from_slice(&buf)
-                .view([truncated.len() as i64, 4, 84, 84])
-                .to_device(device);
+            let finals: Vec<&[u8]> = truncated.iter().map(|&i| envs.final_obs(i)).collect();
+            let fo = storage.uploader.upload(&finals, &OBS_SHAPE)?;
             let v: Vec<f32> = Vec::try_from(&no_grad(|| model.value(&fo)).to_device(Device::Cpu))?;
             for (k, &i) in truncated.iter().enumerate() {
                 bootstrap[i] = gamma * v[k];
@@ -198,9 +197,7 @@ pub fn rollout(
         timings.inference_s += (t2 - t1).as_secs_f64();
     }
     let t0 = Instant::now();
-    let obs = Tensor::from_slice(envs.obs())
-        .view([n as i64, 4, 84, 84])
-        .to_device(device);
+    let obs = storage.uploader.upload(&[envs.obs()], &OBS_SHAPE)?;
     let next_value: Vec<f32> =
         Vec::try_from(&no_grad(|| model.value(&obs)).to_device(Device::Cpu))?;
     timings.inference_s += t0.elapsed().as_secs_f64();
@@ -233,17 +230,17 @@ pub fn update(
     let b_actions = storage.actions.view(-1);
     let b_logprobs = storage.logprobs.view(-1);
     let b_values = storage.values.view(-1);
-    let b_adv = Tensor::from_slice(&adv).to_device(device);
-    let b_ret = Tensor::from_slice(&ret).to_device(device);
+    let b_adv = tensors::from_f32(&adv, &[b], device);
+    let b_ret = tensors::from_f32(&ret, &[b], device);
     let params = model.params();
     // Statistics stay on the device and are read once at the end (approx_kl once per epoch
     // with --target-kl), so a GPU never waits for the host inside the loop.
-    let zero = || Tensor::zeros([], (Kind::Float, device));
+    let zero = || tensors::zeros(&[], Kind::Float, device);
     let (mut pg_last, mut vl_last, mut ent_last, mut kl_last) = (zero(), zero(), zero(), zero());
     let mut clipfrac_sum = zero();
     let mut minibatches = 0u32;
     'epochs: for _ in 0..a.update_epochs {
-        let perm = Tensor::randperm(b, (Kind::Int64, device));
+        let perm = tensors::randperm(b, device);
         for start in (0..b).step_by(cfg.minibatch_size) {
             let mb = perm.narrow(0, start, cfg.minibatch_size as i64);
             let (logits, new_value) = model.forward(&b_obs.index_select(0, &mb));
@@ -408,15 +405,7 @@ mod tests {
         let model = ActorCritic::new(Device::Cpu, 2, 1).expect("model");
         let mut storage = Storage::new(3, 3, Device::Cpu);
         let mut timings = Timings::default();
-        rollout(
-            &model,
-            &mut envs,
-            &mut storage,
-            0.5,
-            Device::Cpu,
-            &mut timings,
-        )
-        .expect("rollout");
+        rollout(&model, &mut envs, &mut storage, 0.5, &mut timings).expect("rollout");
         let v1 = model
             .value(&Tensor::full(
                 [1, 4, 84, 84],

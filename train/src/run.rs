@@ -149,7 +149,7 @@ pub fn probe_device(device: Device) -> Result<()> {
         x.f_sum(tch::Kind::Float)?.f_double_value(&[])
     };
     match probe() {
-        Ok(v) if v == 4.0 => Ok(()),
+        Ok(4.0) => Ok(()),
         Ok(v) => Err(Error::Device(format!(
             "a test sum of four ones on {device:?} gave {v}; the device is not usable"
         ))),
@@ -464,7 +464,6 @@ pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
             &mut envs,
             &mut storage,
             a.gamma as f32,
-            device,
             &mut timings,
         )?;
         let t_update = Instant::now();

@@ -1,7 +1,12 @@
 //! PPO and DQN must learn: a synthetic pixel environment where the optimal policy is obvious
 //! from the image and a random one scores half. Passing needs >= 95% of the optimal return,
 //! which a policy that ignores the pixels reaches with probability below 1e-20 per game, and
-//! >= 190 of 200 greedy decisions right on fresh images (a coin: P < 1e-40).
+//! >= 190 of 200 greedy decisions right on fresh images (a coin: P < 1e-40). And PPO must walk a
+//! corridor past a pit to a late reward, which needs GAE's done mask and the bootstrap rules
+//! right (either broken, it jumps into the pit in every game).
+
+// Test fixtures are CPU tensors built directly.
+#![allow(clippy::disallowed_methods)]
 
 use cartridge_infer::preprocess::{FRAME_LEN, OBS_LEN};
 use cartridge_train::adam::Adam;
@@ -246,15 +251,8 @@ fn ppo_learns_left_right_from_pixels() {
     for it in 1..=cfg.num_iterations {
         adam.lr = cfg.frac(it) * args.learning_rate;
         let mut timings = Timings::default();
-        let (games, next_v) = rollout(
-            &model,
-            &mut envs,
-            &mut storage,
-            0.99,
-            Device::Cpu,
-            &mut timings,
-        )
-        .expect("rollout");
+        let (games, next_v) =
+            rollout(&model, &mut envs, &mut storage, 0.99, &mut timings).expect("rollout");
         recent.extend(games.iter().map(|g| g.ret));
         update(
             &model,
@@ -391,15 +389,8 @@ fn ppo_walks_past_the_pit_to_the_late_reward() {
     for it in 1..=cfg.num_iterations {
         adam.lr = cfg.frac(it) * args.learning_rate;
         let mut timings = Timings::default();
-        let (games, next_v) = rollout(
-            &model,
-            &mut envs,
-            &mut storage,
-            0.99,
-            Device::Cpu,
-            &mut timings,
-        )
-        .expect("rollout");
+        let (games, next_v) =
+            rollout(&model, &mut envs, &mut storage, 0.99, &mut timings).expect("rollout");
         recent.extend(games.iter().map(|g| g.ret));
         update(
             &model,

@@ -1,6 +1,9 @@
 //! tch -> ONNX parity: the trained network and its exported ONNX model (run by ONNX Runtime
 //! through infer) give the same logits and value on the same observations, within 1e-4.
 
+// Test fixtures are CPU tensors built directly.
+#![allow(clippy::disallowed_methods)]
+
 use cartridge_export::{Algo, Checkpoint, Metadata};
 use cartridge_infer::policy::{ModelOverrides, Policy};
 use cartridge_train::model::ActorCritic;

@@ -2,6 +2,9 @@
 //! observations the real Breakout environment produced (FrameStack of the real preprocessing),
 //! across lost lives (EpisodicLife episode boundaries) and game overs, for two environments.
 
+// Test fixtures are CPU tensors built directly.
+#![allow(clippy::disallowed_methods)]
+
 use cartridge_infer::preprocess::OBS_LEN;
 use cartridge_infer::rom::RomSearch;
 use cartridge_train::config::DqnArgs;
