@@ -12,6 +12,45 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::ale::{Emulator, ACTION_FIRE, ACTION_NOOP, RGB_LEN, SCREEN_HEIGHT, SCREEN_WIDTH};
 
+/// What the preprocessing needs from an Atari emulator: [`Emulator`] (ALE) is the one used;
+/// the trait lets the wrapper logic be checked on game situations a real ROM cannot be put in
+/// on demand (a game ending during FireReset).
+pub trait Console {
+    /// The game's minimal action set (ALE action ids).
+    fn minimal_action_set(&self) -> &[i32];
+    /// Starts a new game.
+    fn reset(&mut self);
+    /// Emulates one frame with ALE action id `action`; returns its reward.
+    fn act(&mut self, action: i32) -> i32;
+    /// Remaining lives.
+    fn lives(&self) -> i32;
+    /// Whether the game has ended.
+    fn game_over(&self) -> bool;
+    /// Writes the screen, `[210, 160, 3]` u8, into `out`.
+    fn screen_rgb(&self, out: &mut [u8]);
+}
+
+impl Console for Emulator {
+    fn minimal_action_set(&self) -> &[i32] {
+        Emulator::minimal_action_set(self)
+    }
+    fn reset(&mut self) {
+        Emulator::reset(self);
+    }
+    fn act(&mut self, action: i32) -> i32 {
+        Emulator::act(self, action)
+    }
+    fn lives(&self) -> i32 {
+        Emulator::lives(self)
+    }
+    fn game_over(&self) -> bool {
+        Emulator::game_over(self)
+    }
+    fn screen_rgb(&self, out: &mut [u8]) {
+        Emulator::screen_rgb(self, out);
+    }
+}
+
 /// Side of a warped frame.
 pub const FRAME_SIZE: usize = 84;
 /// Bytes of one warped frame, `[84, 84]` u8.
@@ -311,8 +350,8 @@ pub struct Step {
 /// An Atari game behind the preprocessing stack; the caller picks an action index into the
 /// minimal action set each agent step and reads the stacked observation.
 #[derive(Debug)]
-pub struct AtariEnv {
-    emu: Emulator,
+pub struct AtariEnv<E: Console = Emulator> {
+    emu: E,
     cfg: AtariConfig,
     rng: ChaCha8Rng,
     resize: AreaResize,
@@ -329,9 +368,9 @@ pub struct AtariEnv {
     preprocess_ns: u64,
 }
 
-impl AtariEnv {
+impl<E: Console> AtariEnv<E> {
     /// Wraps an emulator; `seed` drives NoopReset (the emulator has its own seed).
-    pub fn new(emu: Emulator, cfg: AtariConfig, seed: u64) -> Self {
+    pub fn new(emu: E, cfg: AtariConfig, seed: u64) -> Self {
         let fire_index = emu
             .minimal_action_set()
             .iter()
@@ -357,7 +396,7 @@ impl AtariEnv {
     }
 
     /// The emulator underneath.
-    pub fn emulator(&self) -> &Emulator {
+    pub fn emulator(&self) -> &E {
         &self.emu
     }
 
@@ -542,6 +581,109 @@ impl AtariEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scripted console: Breakout's action set, 2 lives, reward 1 per emulated frame; game `g`
+    /// (counted from 0 by resets) loses a life at each frame (since its reset) in
+    /// `deaths[g]`; the game is over when no life is left, and then frames do nothing.
+    #[derive(Debug)]
+    struct Scripted {
+        deaths: Vec<Vec<u64>>,
+        game: usize,
+        frame: u64,
+        lives: i32,
+        resets: usize,
+    }
+
+    impl Scripted {
+        fn new(deaths: Vec<Vec<u64>>) -> Self {
+            Self {
+                deaths,
+                game: 0,
+                frame: 0,
+                lives: 2,
+                resets: 0,
+            }
+        }
+    }
+
+    impl Console for Scripted {
+        fn minimal_action_set(&self) -> &[i32] {
+            &[0, 1, 3, 4]
+        }
+        fn reset(&mut self) {
+            if self.resets > 0 {
+                self.game += 1;
+            }
+            self.resets += 1;
+            (self.frame, self.lives) = (0, 2);
+        }
+        fn act(&mut self, _action: i32) -> i32 {
+            if self.lives == 0 {
+                return 0;
+            }
+            self.frame += 1;
+            if self
+                .deaths
+                .get(self.game)
+                .is_some_and(|d| d.contains(&self.frame))
+            {
+                self.lives -= 1;
+            }
+            1
+        }
+        fn lives(&self) -> i32 {
+            self.lives
+        }
+        fn game_over(&self) -> bool {
+            self.lives == 0
+        }
+        fn screen_rgb(&self, out: &mut [u8]) {
+            out.fill(0);
+        }
+    }
+
+    #[test]
+    fn a_game_ending_during_fire_reset_starts_a_new_game() {
+        // Training wrappers, NoopReset fixed at 1 no-op: a reset is NOOP, FIRE, RIGHT = 12
+        // frames. Game 0 loses a life at frame 16 (the first agent step) and its last life at
+        // frame 22, inside the FireReset of the next learning episode (NOOP 17-20, FIRE 21-22).
+        let cfg = AtariConfig {
+            noop_max: 1,
+            episodic_life: true,
+            clip_reward: true,
+            fire_on_life_loss: false,
+            ..AtariConfig::default()
+        };
+        let mut env = AtariEnv::new(Scripted::new(vec![vec![16, 22]]), cfg, 1);
+        env.reset();
+        assert_eq!((env.episode_frames(), env.episode_return()), (12, 12));
+        let s = env.step(1);
+        assert!(s.terminated && !s.game_over, "{s:?}");
+        env.reset();
+        // A new game: reset again, with its NoopReset and FireReset, counters from zero.
+        assert_eq!(env.emulator().resets, 2);
+        assert_eq!(env.emulator().lives, 2);
+        assert_eq!((env.episode_frames(), env.episode_return()), (12, 12));
+    }
+
+    #[test]
+    fn plays_automatic_fire_counts_in_the_steps_raw_reward() {
+        // Play's wrappers: a lost life (frame 16) is followed by an automatic FIRE (4 frames),
+        // whose reward belongs to the step; a FIRE that ends the game ends the step's game.
+        let cfg = AtariConfig {
+            noop_max: 1,
+            ..AtariConfig::default()
+        };
+        let mut env = AtariEnv::new(Scripted::new(vec![vec![16, 18]]), cfg, 1);
+        env.reset();
+        let s = env.step(2);
+        assert_eq!(
+            s.raw_reward, 6,
+            "4 frames of the step + 2 of the FIRE before game over"
+        );
+        assert!(s.game_over && s.terminated, "{s:?}");
+        assert_eq!(env.episode_return(), 12 + 6);
+    }
 
     #[test]
     fn gray_weights_and_rounding() {
