@@ -1,9 +1,9 @@
 //! PPO and DQN must learn: a synthetic pixel environment where the optimal policy is obvious
 //! from the image and a random one scores half. Passing needs >= 95% of the optimal return,
 //! which a policy that ignores the pixels reaches with probability below 1e-20 per game, and
-//! >= 190 of 200 greedy decisions right on fresh images (a coin: P < 1e-40). And PPO must walk a
-//! corridor past a pit to a late reward, which needs GAE's done mask and the bootstrap rules
-//! right (either broken, it jumps into the pit in every game).
+//! at least 190 of 200 greedy decisions right on fresh images (a coin: P < 1e-40). And PPO must
+//! walk a corridor past a pit to a late reward, which needs GAE's done mask and the bootstrap
+//! rules right (either broken, it jumps into the pit in every game).
 
 // Test fixtures are CPU tensors built directly.
 #![allow(clippy::disallowed_methods)]
