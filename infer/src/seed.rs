@@ -107,6 +107,24 @@ mod tests {
     }
 
     #[test]
+    fn derive_is_splitmix64() {
+        // Rosetta Code, "Pseudo-random numbers/Splitmix64": the first five outputs of
+        // splitmix64 seeded with 1234567 (the k-th output mixes seed + k * 0x9E3779B97F4A7C15,
+        // which is derive(seed, k)); and the first output for seed 0, 0xE220A8397B1DCDAF.
+        let want: [u64; 5] = [
+            6457827717110365317,
+            3203168211198807973,
+            9817491932198370423,
+            4593380528125082431,
+            16408922859458223821,
+        ];
+        for (k, w) in (1..).zip(want) {
+            assert_eq!(derive(1234567, k), w, "output {k}");
+        }
+        assert_eq!(derive(0, 1), 0xE220_A839_7B1D_CDAF);
+    }
+
+    #[test]
     fn stream_ids_of_different_consumers_differ() {
         let mut ids = std::collections::HashSet::new();
         let mut all = vec![
