@@ -140,6 +140,36 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
     let s = summary(&o);
     assert_eq!(s["algo"], "dqn");
     assert_eq!(s["selection"], "epsilon_greedy(0.05)");
+
+    // 4. Extending the finished run to 50,000 steps gives it the epsilon schedule of a
+    // 50,000-step run (1.0 -> 0.01 over 10%: 5,000 steps), continued from step 3000: the row
+    // at 4000 logs the epsilon of step 3999, 1 - 0.99 * 3999 / 5000 = 0.2081982, not the
+    // floor the 3000-step schedule had reached. Stopped by Ctrl-C once that row is written.
+    let out = interrupt_when(
+        Command::new(bin("train"))
+            .args(["dqn", "--resume"])
+            .arg(&dir)
+            .args([
+                "--total-timesteps",
+                "50000",
+                "--eval-episodes",
+                "0",
+                "--threads",
+                "1",
+            ]),
+        Duration::from_secs(180),
+        || metrics(&dir).len() >= 5,
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let rows = metrics(&dir);
+    let row = rows
+        .iter()
+        .find(|r| r[0] == "4000")
+        .unwrap_or_else(|| panic!("no row at 4000: {rows:?}"));
+    let eps: f64 = row[col("epsilon")].parse().expect("epsilon");
+    let want = (0.01 - 1.0) / 5000.0 * 3999.0 + 1.0;
+    assert!((eps - want).abs() < 1e-12, "epsilon {eps}, want {want}");
 }
 
 #[test]
