@@ -51,15 +51,24 @@ impl Adam {
                     g.device() == m.device() && p.device() == v.device(),
                     "parameter, gradient and moments must share a device"
                 );
-                let _ = m
-                    .g_mul_scalar_(self.beta1)
-                    .g_add_(&(&g * (1.0 - self.beta1)));
-                let _ = v
-                    .g_mul_scalar_(self.beta2)
-                    .g_add_(&(&g * &g * (1.0 - self.beta2)));
-                let denom = (v.sqrt() / bc2.sqrt()) + self.eps;
-                let mut p = p.shallow_clone();
-                let _ = p.g_sub_(&(&*m / &denom * (self.lr / bc1)));
+                // PyTorch's single-tensor Adam, in place: 9 elementwise passes per parameter
+                // instead of 13. exp_avg.lerp_(grad, 1 - beta1);
+                let _ = m.lerp_(&g, 1.0 - self.beta1);
+                // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value = 1 - beta2);
+                let _ = v.g_mul_scalar_(self.beta2);
+                let _ = v.addcmul_(&g, &(&g * (1.0 - self.beta2)));
+                // param.addcdiv_(exp_avg, sqrt(v) / sqrt(bc2) + eps, value = -step_size),
+                // with -1 / step_size folded into the denominator (tch's addcdiv_ has no
+                // value argument).
+                let step_size = self.lr / bc1;
+                if step_size == 0.0 {
+                    continue;
+                }
+                let mut denom = v.sqrt();
+                let _ = denom.g_mul_scalar_(1.0 / bc2.sqrt());
+                let _ = denom.g_add_scalar_(self.eps);
+                let _ = denom.g_mul_scalar_(-1.0 / step_size);
+                let _ = p.shallow_clone().addcdiv_(&*m, &denom);
             }
         });
     }
