@@ -9,7 +9,7 @@
 #   make bench   criterion benchmarks of the runtime, and `train ppo --bench`.
 #   make gpu-smoke  on a GPU machine: train's CUDA benchmarks and save/resume checks
 #                (scripts/gpu-smoke.sh; docs/GPU.md).
-#   make eval    DESIGN.md's evaluation of MODEL on GAME with `play` itself: 30 full games with
+#   make eval    the README's evaluation protocol for MODEL on GAME with `play` itself: 30 full games with
 #                NoopReset starts, sticky actions off (seed 1), then p = 0.25 (seed 2); prints
 #                play's two JSON summary lines (the model cards' models/<game>.eval.jsonl).
 

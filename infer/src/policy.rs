@@ -1,6 +1,6 @@
 //! ONNX policies through ONNX Runtime (`ort`, loaded at run time).
 //!
-//! The model contract (DESIGN.md, "ONNX model"): input `obs` u8 `[batch, 4, 84, 84]` (the
+//! The model contract (README, Contracts, "ONNX model"): input `obs` u8 `[batch, 4, 84, 84]` (the
 //! graph scales by 1/255 itself); outputs `logits` f32 `[batch, A]` + `value` f32 `[batch, 1]`
 //! for PPO, `q_values` f32 `[batch, A]` for DQN; `cartridge.*` metadata naming the algorithm,
 //! game, ROM MD5 and action set. Foreign models (e.g. exported from PyTorch: f32 input taking

@@ -280,8 +280,8 @@ mod tests {
     }
 
     #[test]
-    fn table_has_design_md5s() {
-        // MD5s verified in DESIGN.md against ale-py 0.12.1.
+    fn table_has_ale_py_md5s() {
+        // The MD5s of the ROM files ale-py 0.12.1 ships in its `roms/` folder.
         assert_eq!(
             known_rom("breakout"),
             Some(("f34f08e5eb96e500e851a80be3277a56", 2048, true))

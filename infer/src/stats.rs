@@ -1,8 +1,8 @@
 //! Helpers for summary lines: episode-return statistics, latency percentiles and process CPU
 //! time.
 
-/// Mean, population standard deviation, min and max of episode returns (DESIGN.md's
-/// evaluation protocol). All zero for no episodes.
+/// Mean, population standard deviation, min and max of episode returns (as the README's
+/// evaluation protocol reports them). All zero for no episodes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReturnStats {
     /// Mean return.

@@ -44,7 +44,7 @@ fn check_shipped(game: &str) -> f64 {
     assert_eq!(evals.len(), 2, "sticky off, then sticky 0.25");
     for (eval, sticky) in evals.iter().zip([0.0, 0.25]) {
         let r = returns(eval);
-        // DESIGN.md's protocol: >= 30 full games, sampling from the policy.
+        // The evaluation protocol (README): >= 30 full games, sampling from the policy.
         assert!(r.len() >= 30, "{} games", r.len());
         assert_eq!(eval["episodes"].as_u64(), Some(r.len() as u64));
         assert_eq!(eval["selection"], "sample");
@@ -72,7 +72,7 @@ fn check_shipped(game: &str) -> f64 {
             "{game}, sticky {sticky}: play on the shipped model no longer gives the recorded games"
         );
     }
-    // The model card quotes this mean; the ONNX metadata carries it too (DESIGN.md).
+    // The model card quotes this mean; the ONNX metadata carries it too (README, ONNX model).
     let mean = evals[0]["mean_return"].as_f64().expect("mean");
     let meta_mean: f64 = get("cartridge.eval_mean_return")
         .expect("cartridge.eval_mean_return")

@@ -80,7 +80,7 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
         !dir.join("model.onnx").exists(),
         "an interrupted run exports nothing"
     );
-    // The checkpoint is the DESIGN.md format: export converts it.
+    // The checkpoint is the contract's format (README, Checkpoint): export converts it.
     let onnx = tmp.path().join("mid.onnx");
     let o = run(Command::new(bin("export"))
         .arg("--onnx")

@@ -1,6 +1,6 @@
 //! Run checkpoints: `RUN/checkpoints/step-<global_step>/` holding
 //!
-//! - `model.safetensors`: the network in the DESIGN.md checkpoint format (written by
+//! - `model.safetensors`: the network in the checkpoint format of the README's Contracts (written by
 //!   [`cartridge_export::Checkpoint`], metadata with the full args as JSON);
 //! - `optimizer.safetensors`: Adam's moments `m.<param>`, `v.<param>` and its step count;
 //! - `state.json`: counters ([`RunState`]);

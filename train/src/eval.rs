@@ -1,4 +1,4 @@
-//! Evaluation of an exported ONNX model under the DESIGN.md protocol: full games (no
+//! Evaluation of an exported ONNX model under the evaluation protocol (README, Contracts): full games (no
 //! EpisodicLife, raw scores), NoopReset starts, at most 108,000 frames, PPO sampling from the
 //! policy (DQN epsilon-greedy 0.05), through the same runtime as `play` (ONNX Runtime).
 
