@@ -93,14 +93,14 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     let o = run(Command::new(bin("train"))
         .args(["ppo", "--resume"])
         .arg(&dir)
-        .args(["--eval-episodes", "1"]));
+        .args(["--eval-episodes", "3"]));
     let (stdout, stderr) = texts(&o);
     assert!(o.status.success(), "resume failed\n{stdout}\n{stderr}");
     let s: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("line")).expect("json");
     assert_eq!(s["global_step"], 4096);
     assert_eq!(s["interrupted"], false);
-    assert_eq!(s["eval_episodes"], 1);
+    assert_eq!(s["eval_episodes"], 3);
     let rows = metrics_rows(&dir);
     assert_eq!(
         rows,
@@ -114,11 +114,11 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     assert_eq!(&png[1..4], b"PNG");
     let eval: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("eval.json")).expect("eval")).expect("json");
-    assert_eq!(eval["episodes"], 1);
+    assert_eq!(eval["episodes"], 3);
     let meta = onnx_metadata(&dir.join("model.onnx"));
     let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.train_steps"), Some("4096"));
-    assert_eq!(get("cartridge.eval_episodes"), Some("1"));
+    assert_eq!(get("cartridge.eval_episodes"), Some("3"));
     assert_eq!(
         get("cartridge.eval_mean_return"),
         Some(format!("{:.3}", eval["mean_return"].as_f64().expect("mean")).as_str())
@@ -133,13 +133,32 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
         b"PNG"
     );
 
-    // 3. play runs the exported model.
-    let o = run(Command::new(bin("play")).arg(dir.join("model.onnx")).args([
-        "--rom",
-        "breakout",
-        "--headless",
-    ]));
-    assert_eq!(summary(&o)["episodes"], 1);
+    // 3. play runs the exported model, and replays eval.json's games from its seed.
+    let eval_seed = eval["seed"].as_u64().expect("eval.json records its seed");
+    let o = run(Command::new(bin("play"))
+        .arg(dir.join("model.onnx"))
+        .args([
+            "--rom",
+            "breakout",
+            "--headless",
+            "--episodes",
+            "3",
+            "--seed",
+        ])
+        .arg(eval_seed.to_string()));
+    let s = summary(&o);
+    let scores = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .expect("returns")
+            .iter()
+            .map(|r| r.as_f64().expect("number"))
+            .collect()
+    };
+    assert_eq!(
+        scores(&s["returns"]),
+        scores(&eval["returns"]),
+        "play --seed {eval_seed} must replay eval.json's games"
+    );
 
     // 4. Extending the finished run: flags a resume cannot change are refused by name, a
     // total that does not extend it is refused, a larger total continues it with the
