@@ -6,7 +6,7 @@
 
 pub mod reference;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -159,4 +159,64 @@ pub fn onnx_metadata(path: &Path) -> HashMap<String, String> {
         .expect("metadata")
         .into_iter()
         .collect()
+}
+
+/// `metrics.csv` as (column name -> (global_step, value)) for the non-empty cells.
+pub fn metrics_columns(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).expect("metrics.csv");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let mut cols: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let step: i64 = cells[0].parse().expect("global_step");
+        for (name, cell) in header.iter().zip(&cells).skip(1) {
+            if !cell.is_empty() {
+                let v: f64 = cell.parse().expect("number");
+                cols.entry((*name).into()).or_default().push((step, v));
+            }
+        }
+    }
+    cols
+}
+
+/// Every TensorBoard scalar series of a run as the `tensorboard` package loads the run
+/// folder (`EventAccumulator`, which checks each record's CRCs and applies restarts).
+pub fn tensorboard_scalars(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
+acc.Reload()
+print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}))
+"#;
+    let o = run(Command::new(venv_python()).arg("-c").arg(script).arg(dir));
+    assert!(o.status.success(), "tensorboard: {:?}", texts(&o));
+    let series: BTreeMap<String, Vec<(i64, f64)>> =
+        serde_json::from_slice(&o.stdout).expect("json");
+    // The values are f32 widened to f64; serde_json's f64 parsing may miss the printed
+    // double by an ulp, never by an f32 ulp, so they are rounded back to f32.
+    series
+        .into_iter()
+        .map(|(tag, values)| (tag, as_f32(&values)))
+        .collect()
+}
+
+/// TensorBoard stores f32: the CSV's f64 values as TensorBoard returns them.
+pub fn as_f32(series: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    series
+        .iter()
+        .map(|&(s, v)| (s, f64::from(v as f32)))
+        .collect()
+}
+
+/// How many TensorBoard event files (`*tfevents*`) `dir` holds.
+pub fn event_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("run dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().contains("tfevents"))
+        })
+        .count()
 }

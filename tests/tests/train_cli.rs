@@ -1,14 +1,15 @@
 //! `train ppo` end to end on the real Breakout ROM, on the CPU: a short run that Ctrl-C
 //! interrupts (it must save and exit 0), a resume that finishes it (checkpoint, metrics.csv,
-//! episodes.jsonl, curve.png, model.onnx, eval.json), `play` on the exported model, and bad
-//! inputs refused cleanly.
+//! episodes.jsonl, TensorBoard events, curve.png, model.onnx, eval.json), `play` on the
+//! exported model, and bad inputs refused cleanly.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use cartridge_tests::{
-    assert_clean_failure, bin, interrupt_when, onnx_metadata, run, summary, texts,
+    as_f32, assert_clean_failure, bin, event_files, interrupt_when, metrics_columns, onnx_metadata,
+    run, summary, tensorboard_scalars, texts,
 };
 
 fn metrics_rows(dir: &Path) -> Vec<u64> {
@@ -110,6 +111,58 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     for f in ["model.onnx", "eval.json", "curve.png", "episodes.jsonl"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
+    // TensorBoard: one event file per process (the interrupted run's and the resume's), and
+    // the same values as metrics.csv and episodes.jsonl under CleanRL's and SB3's tags.
+    assert_eq!(event_files(&dir), 2, "a resume appends a new event file");
+    let tb = tensorboard_scalars(&dir);
+    let csv = metrics_columns(&dir);
+    for (tag, column) in [
+        ("losses/policy_loss", "pg_loss"),
+        ("losses/value_loss", "v_loss"),
+        ("losses/entropy", "entropy"),
+        ("losses/approx_kl", "approx_kl"),
+        ("losses/clipfrac", "clipfrac"),
+        ("losses/explained_variance", "explained_variance"),
+        ("charts/learning_rate", "learning_rate"),
+        ("charts/SPS", "sps"),
+        ("rollout/ep_rew_mean", "episodic_return"),
+        ("rollout/ep_len_mean", "episodic_length"),
+    ] {
+        let want = as_f32(&csv[column]);
+        assert_eq!(tb.get(tag), Some(&want), "{tag} vs metrics.csv {column}");
+    }
+    assert_eq!(
+        csv["pg_loss"].len(),
+        16,
+        "every iteration is in TensorBoard"
+    );
+    let games: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("episodes.jsonl"))
+        .expect("episodes")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    for (tag, key) in [
+        ("charts/episodic_return", "return"),
+        ("charts/episodic_length", "length"),
+    ] {
+        let want: Vec<(i64, f64)> = games
+            .iter()
+            .map(|g| {
+                let step = g["global_step"].as_i64().expect("step");
+                (step, g[key].as_f64().expect("value"))
+            })
+            .collect();
+        assert_eq!(
+            tb.get(tag).cloned().unwrap_or_default(),
+            as_f32(&want),
+            "{tag}"
+        );
+    }
+    assert!(
+        !tb.contains_key("losses/td_loss"),
+        "no DQN tags in a PPO run"
+    );
+
     let png = std::fs::read(dir.join("curve.png")).expect("png");
     assert_eq!(&png[1..4], b"PNG");
     let eval: serde_json::Value =

@@ -2,7 +2,7 @@
 //! `--save-replay` that Ctrl-C interrupts (it must save network, target network, optimizer,
 //! counters and the replay memory, and exit 0), a resume that continues with the saved replay
 //! memory and finishes (metrics.csv with epsilon and TD loss, curve.png, model.onnx with
-//! `q_values`, eval.json with epsilon 0.05), `play` on the exported model, and a replay memory
+//! `q_values`, eval.json with epsilon 0.05, TensorBoard events with DQN's tags), `play` on the exported model, and a replay memory
 //! too large for the machine refused before anything starts.
 
 use std::path::Path;
@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use cartridge_tests::{
-    assert_clean_failure, bin, interrupt_when, onnx_metadata, run, summary, texts,
+    as_f32, assert_clean_failure, bin, event_files, interrupt_when, metrics_columns, onnx_metadata,
+    run, summary, tensorboard_scalars, texts,
 };
 
 fn metrics(dir: &Path) -> Vec<Vec<String>> {
@@ -123,6 +124,25 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
     for f in ["model.onnx", "eval.json", "curve.png", "episodes.jsonl"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
+    // TensorBoard: DQN's CleanRL tags with metrics.csv's values, two files (run + resume).
+    assert_eq!(event_files(&dir), 2, "a resume appends a new event file");
+    let tb = tensorboard_scalars(&dir);
+    let csv = metrics_columns(&dir);
+    for (tag, column) in [
+        ("losses/td_loss", "td_loss"),
+        ("losses/q_values", "q_values"),
+        ("charts/epsilon", "epsilon"),
+        ("charts/learning_rate", "learning_rate"),
+        ("charts/SPS", "sps"),
+    ] {
+        let want = as_f32(&csv[column]);
+        assert_eq!(want.len(), 3, "{column}");
+        assert_eq!(tb.get(tag), Some(&want), "{tag} vs metrics.csv {column}");
+    }
+    assert!(
+        !tb.contains_key("losses/policy_loss"),
+        "no PPO tags in a DQN run"
+    );
     let eval: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("eval.json")).expect("eval")).expect("json");
     assert_eq!(eval["selection"], "EpsilonGreedy(0.05)");

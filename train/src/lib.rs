@@ -5,7 +5,7 @@
 //! Read top to bottom like CleanRL's files: [`config`] (args), [`model`] (networks),
 //! [`vecenv`] (environments), [`ppo`] (storage, rollout, GAE, update) and [`run`] (its loop),
 //! [`replay`] and [`dqn`] (targets, losses, agent, collection) and [`run_dqn`] (its loop),
-//! [`logger`] (log), [`checkpoint`] (save/resume), [`eval`] (evaluation of the exported ONNX
+//! [`logger`] (log; [`tensorboard`] events), [`checkpoint`] (save/resume), [`eval`] (evaluation of the exported ONNX
 //! model).
 
 // Tests build CPU fixtures with tch's constructors; the crate itself goes through `tensors`.
@@ -24,6 +24,7 @@ pub mod replay;
 pub mod run;
 pub mod run_dqn;
 pub mod seeds;
+pub mod tensorboard;
 pub mod tensors;
 pub mod vecenv;
 

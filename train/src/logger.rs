@@ -4,6 +4,10 @@
 //!   CleanRL's logged quantities; the other algorithm's columns are empty);
 //! - `episodes.jsonl`: one JSON object per finished full game (`global_step`, `return`,
 //!   `length` in agent steps);
+//! - `events.out.tfevents.*`: the same quantities for TensorBoard under CleanRL's tags
+//!   ([`tensorboard_scalars`]; every game as `charts/episodic_return` and
+//!   `charts/episodic_length`, and SB3's `rollout/ep_rew_mean`, `rollout/ep_len_mean` for the
+//!   100-game means), one new file per process ([`crate::tensorboard`]);
 //! - `curve.png`: mean return of the last 100 games, and the PPO losses or DQN's mean Q and
 //!   epsilon, vs agent steps (plotters), redrawn at each checkpoint;
 //! - an indicatif progress bar on stderr.
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::tensorboard::EventWriter;
 use crate::vecenv::Episode;
 use crate::{Error, Result};
 
@@ -72,7 +77,32 @@ pub struct RunLog {
     episodes: BufWriter<File>,
     recent: VecDeque<Episode>,
     history: Vec<MetricsRow>,
+    events: EventWriter,
     bar: ProgressBar,
+}
+
+/// The TensorBoard tags of a `metrics.csv` row and their values: CleanRL's tag names
+/// (`ppo_atari.py`, `dqn_atari.py`) for its quantities, SB3's `rollout/ep_rew_mean` and
+/// `rollout/ep_len_mean` for the mean of the last 100 games; empty columns are skipped.
+pub fn tensorboard_scalars(row: &MetricsRow) -> Vec<(&'static str, f64)> {
+    [
+        ("rollout/ep_rew_mean", row.episodic_return),
+        ("rollout/ep_len_mean", row.episodic_length),
+        ("losses/policy_loss", row.pg_loss),
+        ("losses/value_loss", row.v_loss),
+        ("losses/entropy", row.entropy),
+        ("losses/approx_kl", row.approx_kl),
+        ("losses/clipfrac", row.clipfrac),
+        ("losses/explained_variance", row.explained_variance),
+        ("losses/td_loss", row.td_loss),
+        ("losses/q_values", row.q_values),
+        ("charts/epsilon", row.epsilon),
+        ("charts/learning_rate", Some(row.learning_rate)),
+        ("charts/SPS", Some(row.sps)),
+    ]
+    .into_iter()
+    .filter_map(|(tag, v)| Some((tag, v?)))
+    .collect()
 }
 
 fn log_err(e: impl std::fmt::Display) -> Error {
@@ -120,6 +150,7 @@ impl RunLog {
             csv.serialize(row).map_err(log_err)?;
         }
         csv.flush()?;
+        let events = EventWriter::create(dir, resume_step)?;
         let episodes = BufWriter::new(
             OpenOptions::new()
                 .create(true)
@@ -140,6 +171,7 @@ impl RunLog {
             episodes,
             recent,
             history,
+            events,
             bar,
         })
     }
@@ -150,6 +182,10 @@ impl RunLog {
             let line =
                 serde_json::json!({"global_step": global_step, "return": g.ret, "length": g.len});
             writeln!(self.episodes, "{line}")?;
+            self.events
+                .scalar("charts/episodic_return", global_step, g.ret)?;
+            self.events
+                .scalar("charts/episodic_length", global_step, g.len as f64)?;
             self.recent.push_back(*g);
             if self.recent.len() > 100 {
                 self.recent.pop_front();
@@ -178,6 +214,10 @@ impl RunLog {
         self.csv.serialize(&row).map_err(log_err)?;
         self.csv.flush()?;
         self.episodes.flush()?;
+        for (tag, v) in tensorboard_scalars(&row) {
+            self.events.scalar(tag, row.global_step, v)?;
+        }
+        self.events.flush()?;
         self.bar.set_position(row.global_step);
         let ret = match row.episodic_return {
             Some(r) => format!("return(100) {r:.2}"),
