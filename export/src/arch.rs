@@ -17,19 +17,17 @@
 //! ReLU follows every trunk layer; the flatten between conv and linear is channel-major
 //! (`64 * 7 * 7 = 3136`). Linear weights are PyTorch's `[out, in]`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Error, Tensor, Tensors};
+use crate::{Tensor, Tensors};
 
 /// Input planes: the frame stack.
-pub const IN_CHANNELS: usize = 4;
+pub const IN_CHANNELS: usize = cartridge_contract::FRAME_STACK;
 /// Input height and width (WarpFrame's 84x84 gray).
-pub const IN_SIZE: usize = 84;
+pub const IN_SIZE: usize = cartridge_contract::FRAME_HEIGHT;
+const _: () = assert!(cartridge_contract::FRAME_WIDTH == IN_SIZE, "square frames");
 /// Width of the trunk's last hidden layer (the heads' input).
 pub const FEATURES: usize = 512;
 /// Length of the flattened conv output (`64 * 7 * 7`).
@@ -89,59 +87,7 @@ pub const CRITIC: (&str, &str) = ("critic.weight", "critic.bias");
 /// DQN head (`[A, 512]`): Q-values.
 pub const Q_HEAD: (&str, &str) = ("network.9.weight", "network.9.bias");
 
-/// Which learner the network belongs to; decides the heads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algo {
-    /// Proximal Policy Optimization: policy logits and a state value.
-    Ppo,
-    /// Deep Q-Network: one Q-value per action.
-    Dqn,
-}
-
-impl Algo {
-    /// The metadata spelling: `"ppo"` or `"dqn"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algo::Ppo => "ppo",
-            Algo::Dqn => "dqn",
-        }
-    }
-
-    /// Names of the ONNX graph outputs, in order: PPO `["logits", "value"]`, DQN
-    /// `["q_values"]`.
-    pub fn output_names(self) -> &'static [&'static str] {
-        match self {
-            Algo::Ppo => &["logits", "value"],
-            Algo::Dqn => &["q_values"],
-        }
-    }
-}
-
-impl fmt::Display for Algo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Algo {
-    type Err = Error;
-
-    /// Parses `"ppo"` or `"dqn"` (exact, lower case).
-    ///
-    /// # Errors
-    /// [`Error::BadMetadata`] for the `algo` key on anything else.
-    fn from_str(s: &str) -> Result<Algo, Error> {
-        match s {
-            "ppo" => Ok(Algo::Ppo),
-            "dqn" => Ok(Algo::Dqn),
-            _ => Err(Error::BadMetadata {
-                key: "algo",
-                value: s.to_owned(),
-                problem: "unknown algorithm; expected `ppo` or `dqn`".to_owned(),
-            }),
-        }
-    }
-}
+pub use cartridge_contract::Algo;
 
 /// Name and shape of one parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]

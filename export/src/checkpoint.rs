@@ -12,34 +12,18 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+use cartridge_contract::key;
+
 use crate::arch::{param_specs, random_init, Algo};
 use crate::{write_atomic, Error, Result, Tensor, Tensors};
 
-/// The checkpoint format version this crate reads and writes.
-pub const FORMAT_VERSION: &str = "1";
-/// The only architecture: [`crate::arch`]'s Nature CNN.
-pub const ARCH_NATURE_CNN: &str = "nature_cnn";
-/// The only observation encoding: 4 stacked 84x84 gray frames, u8.
-pub const OBS_GRAY84: &str = "gray84x84";
+pub use cartridge_contract::{ARCH_NATURE_CNN, FORMAT_VERSION, OBS_ENCODING as OBS_GRAY84};
 /// Highest ALE action id (`PLAYER_A_DOWNLEFTFIRE`); ALE has 18 actions.
 pub const MAX_ALE_ACTION: u32 = 17;
 
 /// Every key of the safetensors `__metadata__` map, in the order [`Metadata::to_map`] and the
 /// error messages list them. All are required.
-pub const METADATA_KEYS: [&str; 12] = [
-    "format_version",
-    "algo",
-    "game",
-    "rom_md5",
-    "actions",
-    "arch",
-    "frame_skip",
-    "frame_stack",
-    "obs",
-    "global_step",
-    "seed",
-    "args",
-];
+pub use cartridge_contract::CHECKPOINT_KEYS as METADATA_KEYS;
 
 /// What a checkpoint is: which learner, which game and ROM, which actions the outputs map
 /// to, and how it was trained.
@@ -87,7 +71,7 @@ impl Metadata {
             actions,
             arch: ARCH_NATURE_CNN.to_owned(),
             frame_skip: 4,
-            frame_stack: 4,
+            frame_stack: cartridge_contract::FRAME_STACK as u32,
             obs: OBS_GRAY84.to_owned(),
             global_step: 0,
             seed: 0,
@@ -110,18 +94,18 @@ impl Metadata {
     /// `format_version` = [`FORMAT_VERSION`].
     pub fn to_map(&self) -> HashMap<String, String> {
         let pairs = [
-            ("format_version", FORMAT_VERSION.to_owned()),
-            ("algo", self.algo.as_str().to_owned()),
-            ("game", self.game.clone()),
-            ("rom_md5", self.rom_md5.clone()),
-            ("actions", self.actions_string()),
-            ("arch", self.arch.clone()),
-            ("frame_skip", self.frame_skip.to_string()),
-            ("frame_stack", self.frame_stack.to_string()),
-            ("obs", self.obs.clone()),
-            ("global_step", self.global_step.to_string()),
-            ("seed", self.seed.to_string()),
-            ("args", self.args.clone()),
+            (key::FORMAT_VERSION, FORMAT_VERSION.to_owned()),
+            (key::ALGO, self.algo.as_str().to_owned()),
+            (key::GAME, self.game.clone()),
+            (key::ROM_MD5, self.rom_md5.clone()),
+            (key::ACTIONS, self.actions_string()),
+            (key::ARCH, self.arch.clone()),
+            (key::FRAME_SKIP, self.frame_skip.to_string()),
+            (key::FRAME_STACK, self.frame_stack.to_string()),
+            (key::OBS, self.obs.clone()),
+            (key::GLOBAL_STEP, self.global_step.to_string()),
+            (key::SEED, self.seed.to_string()),
+            (key::ARGS, self.args.clone()),
         ];
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
@@ -143,7 +127,7 @@ impl Metadata {
         for key in METADATA_KEYS {
             get(key)?;
         }
-        let version = get("format_version")?;
+        let version = get(key::FORMAT_VERSION)?;
         if version != FORMAT_VERSION {
             return Err(Error::UnsupportedFormatVersion {
                 found: version.to_owned(),
@@ -151,17 +135,23 @@ impl Metadata {
             });
         }
         let meta = Metadata {
-            algo: get("algo")?.parse()?,
-            game: get("game")?.to_owned(),
-            rom_md5: get("rom_md5")?.to_owned(),
-            actions: parse_actions(get("actions")?)?,
-            arch: get("arch")?.to_owned(),
-            frame_skip: parse_number("frame_skip", get("frame_skip")?)?,
-            frame_stack: parse_number("frame_stack", get("frame_stack")?)?,
-            obs: get("obs")?.to_owned(),
-            global_step: parse_number("global_step", get("global_step")?)?,
-            seed: parse_number("seed", get("seed")?)?,
-            args: get("args")?.to_owned(),
+            algo: get(key::ALGO)?
+                .parse()
+                .map_err(|e: cartridge_contract::UnknownAlgo| Error::BadMetadata {
+                    key: key::ALGO,
+                    value: e.0,
+                    problem: "unknown algorithm; expected `ppo` or `dqn`".to_owned(),
+                })?,
+            game: get(key::GAME)?.to_owned(),
+            rom_md5: get(key::ROM_MD5)?.to_owned(),
+            actions: parse_actions(get(key::ACTIONS)?)?,
+            arch: get(key::ARCH)?.to_owned(),
+            frame_skip: parse_number(key::FRAME_SKIP, get(key::FRAME_SKIP)?)?,
+            frame_stack: parse_number(key::FRAME_STACK, get(key::FRAME_STACK)?)?,
+            obs: get(key::OBS)?.to_owned(),
+            global_step: parse_number(key::GLOBAL_STEP, get(key::GLOBAL_STEP)?)?,
+            seed: parse_number(key::SEED, get(key::SEED)?)?,
+            args: get(key::ARGS)?.to_owned(),
         };
         meta.validate()?;
         Ok(meta)
@@ -184,7 +174,7 @@ impl Metadata {
         let stem_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
         if self.game.is_empty() || !self.game.chars().all(stem_char) {
             return bad(
-                "game",
+                key::GAME,
                 &self.game,
                 "expected the ROM file stem, e.g. `breakout` (a-z, 0-9, _)",
             );
@@ -192,31 +182,31 @@ impl Metadata {
         let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
         if self.rom_md5.len() != 32 || !self.rom_md5.chars().all(hex) {
             return bad(
-                "rom_md5",
+                key::ROM_MD5,
                 &self.rom_md5,
                 "expected the ROM's MD5 as 32 lower-case hex digits",
             );
         }
         check_actions(&self.actions)?;
         if self.arch != ARCH_NATURE_CNN {
-            return bad("arch", &self.arch, "only `nature_cnn` is supported");
+            return bad(key::ARCH, &self.arch, "only `nature_cnn` is supported");
         }
         if self.frame_skip == 0 {
-            return bad("frame_skip", "0", "expected at least 1");
+            return bad(key::FRAME_SKIP, "0", "expected at least 1");
         }
-        if self.frame_stack != 4 {
+        if self.frame_stack as usize != cartridge_contract::FRAME_STACK {
             let value = self.frame_stack.to_string();
             return bad(
-                "frame_stack",
+                key::FRAME_STACK,
                 &value,
                 "the Nature CNN takes exactly 4 stacked frames",
             );
         }
         if self.obs != OBS_GRAY84 {
-            return bad("obs", &self.obs, "only `gray84x84` is supported");
+            return bad(key::OBS, &self.obs, "only `gray84x84` is supported");
         }
         if let Err(e) = serde_json::from_str::<serde_json::Value>(&self.args) {
-            return bad("args", &self.args, &format!("not valid JSON ({e})"));
+            return bad(key::ARGS, &self.args, &format!("not valid JSON ({e})"));
         }
         Ok(())
     }
@@ -232,7 +222,7 @@ pub fn parse_actions(s: &str) -> Result<Vec<u32>> {
         .split(',')
         .map(|part| {
             part.trim().parse::<u32>().map_err(|_| Error::BadMetadata {
-                key: "actions",
+                key: key::ACTIONS,
                 value: s.to_owned(),
                 problem: format!(
                     "{:?} is not an ALE action id; expected comma-separated ids 0..=17, \
@@ -248,7 +238,7 @@ pub fn parse_actions(s: &str) -> Result<Vec<u32>> {
 
 fn check_actions(actions: &[u32]) -> Result<()> {
     let bad = |problem: String| Error::BadMetadata {
-        key: "actions",
+        key: key::ACTIONS,
         value: actions
             .iter()
             .map(u32::to_string)
@@ -383,7 +373,7 @@ impl Checkpoint {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
         let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         let map = header.metadata().as_ref().ok_or(Error::MissingMetadata {
-            key: "format_version",
+            key: key::FORMAT_VERSION,
         })?;
         let meta = Metadata::from_map(map)?;
         let mut tensors = Tensors::new();

@@ -15,40 +15,14 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
+use cartridge_contract::{key, FRAME_HEIGHT, FRAME_WIDTH, ONNX_PREFIX};
+
 use crate::rom::Rom;
 use crate::{Error, Result};
 
-/// The algorithm a policy was trained with, which decides how its first output is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algo {
-    /// Actor-critic: output `logits` (sampled through a softmax) and `value`.
-    Ppo,
-    /// Q-learning: output `q_values` (epsilon-greedy).
-    Dqn,
-}
-
-impl std::str::FromStr for Algo {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "ppo" => Ok(Algo::Ppo),
-            "dqn" => Ok(Algo::Dqn),
-            other => Err(Error::InvalidConfig(format!(
-                "unknown algo '{other}': expected ppo or dqn"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for Algo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Algo::Ppo => "ppo",
-            Algo::Dqn => "dqn",
-        })
-    }
-}
+/// The algorithm a policy was trained with, which decides which output is read
+/// ([`Algo::decision_output`]).
+pub use cartridge_contract::Algo;
 
 /// Element type of the model's `obs` input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,7 +297,7 @@ impl Policy {
     /// model's output order.
     pub fn forward(&mut self, obs: &[u8], batch: usize) -> Result<Vec<NamedOutput>> {
         let run_err = |e: ort::Error| Error::Inference(e.to_string());
-        let shape = [batch, self.info.frame_stack, 84, 84];
+        let shape = [batch, self.info.frame_stack, FRAME_HEIGHT, FRAME_WIDTH];
         let outputs = match self.info.input {
             InputType::U8 => {
                 let t = TensorRef::from_array_view((shape, obs)).map_err(run_err)?;
@@ -376,7 +350,7 @@ fn inspect(
     if let Ok(meta) = session.metadata() {
         if let Ok(keys) = meta.custom_keys() {
             for k in keys {
-                if let (Some(rest), Some(v)) = (k.strip_prefix("cartridge."), meta.custom(&k)) {
+                if let (Some(rest), Some(v)) = (k.strip_prefix(ONNX_PREFIX), meta.custom(&k)) {
                     metadata.insert(rest.to_string(), v);
                 }
             }
@@ -402,7 +376,8 @@ fn inspect(
         ))
         }
     };
-    let dims_ok = shape.len() == 4 && shape[2..] == [84, 84] && shape[1] > 0;
+    let dims_ok =
+        shape.len() == 4 && shape[2..] == [FRAME_HEIGHT as i64, FRAME_WIDTH as i64] && shape[1] > 0;
     if !dims_ok {
         return Err(format!(
             "input `{}` has shape {:?}; expected [batch, 4, 84, 84]",
@@ -410,7 +385,7 @@ fn inspect(
             shape
         ));
     }
-    let algo = match metadata.get("algo") {
+    let algo = match metadata.get(key::ALGO) {
         Some(a) => a.parse::<Algo>().map_err(|e| e.to_string())?,
         None => overrides.algo.ok_or_else(|| {
             "it has no `cartridge.algo` metadata (a foreign model?); pass --algo ppo|dqn to say \
@@ -419,10 +394,7 @@ fn inspect(
         })?,
     };
     let outputs = session.outputs();
-    let wanted = match algo {
-        Algo::Ppo => "logits",
-        Algo::Dqn => "q_values",
-    };
+    let wanted = algo.decision_output();
     let out = outputs
         .iter()
         .find(|o| o.name() == wanted)
@@ -439,7 +411,7 @@ fn inspect(
             out.name()
         ));
     }
-    let actions = match metadata.get("actions") {
+    let actions = match metadata.get(key::ACTIONS) {
         Some(s) => Some(
             s.split(',')
                 .map(|a| a.trim().parse::<i32>())
@@ -452,8 +424,8 @@ fn inspect(
     };
     Ok(ModelInfo {
         algo,
-        game: metadata.get("game").cloned(),
-        rom_md5: metadata.get("rom_md5").cloned(),
+        game: metadata.get(key::GAME).cloned(),
+        rom_md5: metadata.get(key::ROM_MD5).cloned(),
         actions,
         num_actions: oshape[1] as usize,
         frame_stack: shape[1].max(0) as usize,

@@ -51,14 +51,18 @@ impl Console for Emulator {
     }
 }
 
-/// Side of a warped frame.
-pub const FRAME_SIZE: usize = 84;
+/// Side of a warped frame (the contract's 84x84).
+pub const FRAME_SIZE: usize = cartridge_contract::FRAME_HEIGHT;
+const _: () = assert!(
+    cartridge_contract::FRAME_WIDTH == FRAME_SIZE,
+    "square frames"
+);
 /// Bytes of one warped frame, `[84, 84]` u8.
-pub const FRAME_LEN: usize = FRAME_SIZE * FRAME_SIZE;
+pub use cartridge_contract::FRAME_LEN;
 /// Default number of stacked frames.
-pub const STACK: usize = 4;
+pub use cartridge_contract::FRAME_STACK as STACK;
 /// Bytes of one observation, `[4, 84, 84]` u8.
-pub const OBS_LEN: usize = STACK * FRAME_LEN;
+pub use cartridge_contract::OBS_LEN;
 
 /// OpenCV `RGB2GRAY` for 8-bit images: weights 0.299, 0.587, 0.114 in 15-bit fixed point
 /// (`imgproc/src/color_rgb.simd.hpp`, `RGB2Gray<uchar>`: 9798, 19235, 3735, summing to 2^15),

@@ -12,7 +12,7 @@ use crate::adam::{clip_grad_norm, zero_grad, Adam};
 use crate::config::{DqnArgs, DqnConfig};
 use crate::model::QNetwork;
 use crate::replay::{Batch, ReplayMemory};
-use crate::tensors::{self, Uploader};
+use crate::tensors::{self, Uploader, OBS_DIMS};
 use crate::vecenv::{Episode, VecEnv};
 use crate::Result;
 use std::cell::RefCell;
@@ -118,7 +118,7 @@ impl DqnAgent {
 
     /// Greedy actions `argmax_a Q(obs, a)` for observations u8 `[N, 4, 84, 84]`.
     pub fn greedy(&self, obs: &[u8]) -> Result<Vec<usize>> {
-        let x = self.uploader.borrow_mut().upload(&[obs], &[4, 84, 84])?;
+        let x = self.uploader.borrow_mut().upload(&[obs], &OBS_DIMS)?;
         let a = no_grad(|| self.online.forward(&x).argmax(-1, false));
         let a: Vec<i64> = Vec::try_from(&a.to_device(Device::Cpu))?;
         Ok(a.into_iter().map(|x| x as usize).collect())
@@ -133,7 +133,7 @@ impl DqnAgent {
         let both = self
             .uploader
             .get_mut()
-            .upload(&[&batch.obs, &batch.next_obs], &[4, 84, 84])?;
+            .upload(&[&batch.obs, &batch.next_obs], &OBS_DIMS)?;
         let (obs, next) = (both.narrow(0, 0, b), both.narrow(0, b, b));
         let actions = tensors::from_i64(&batch.actions, &[b], dev);
         let rewards = tensors::from_f32(&batch.rewards, &[b], dev);

@@ -10,12 +10,9 @@ use crate::adam::{clip_grad_norm, zero_grad, Adam};
 use crate::config::PpoConfig;
 use crate::gae::gae;
 use crate::model::ActorCritic;
-use crate::tensors::{self, Uploader};
+use crate::tensors::{self, obs_dims, Uploader, OBS_DIMS};
 use crate::vecenv::{Episode, Transition, VecEnv};
 use crate::Result;
-
-/// One observation's shape, `[4, 84, 84]` u8.
-const OBS_SHAPE: [i64; 3] = [4, 84, 84];
 
 /// Clipped surrogate objective (PPO paper eq. 7), as a loss to minimise:
 /// `mean(max(-A * ratio, -A * clip(ratio, 1 - c, 1 + c)))`.
@@ -99,7 +96,7 @@ impl Storage {
     pub fn new(t: usize, n: usize, device: Device) -> Self {
         let (t, n) = (t as i64, n as i64);
         Self {
-            obs: tensors::zeros(&[t, n, 4, 84, 84], Kind::Uint8, device),
+            obs: tensors::zeros(&obs_dims(&[t, n]), Kind::Uint8, device),
             actions: tensors::zeros(&[t, n], Kind::Int64, device),
             logprobs: tensors::zeros(&[t, n], Kind::Float, device),
             values: tensors::zeros(&[t, n], Kind::Float, device),
@@ -180,7 +177,7 @@ pub fn rollout(
         let mut bootstrap = vec![0f32; n];
         if !truncated.is_empty() {
             let finals: Vec<&[u8]> = truncated.iter().map(|&i| envs.final_obs(i)).collect();
-            let fo = storage.uploader.upload(&finals, &OBS_SHAPE)?;
+            let fo = storage.uploader.upload(&finals, &OBS_DIMS)?;
             let v: Vec<f32> = Vec::try_from(&no_grad(|| model.value(&fo)).to_device(Device::Cpu))?;
             for (k, &i) in truncated.iter().enumerate() {
                 bootstrap[i] = gamma * v[k];
@@ -197,7 +194,7 @@ pub fn rollout(
         timings.inference_s += (t2 - t1).as_secs_f64();
     }
     let t0 = Instant::now();
-    let obs = storage.uploader.upload(&[envs.obs()], &OBS_SHAPE)?;
+    let obs = storage.uploader.upload(&[envs.obs()], &OBS_DIMS)?;
     let next_value: Vec<f32> =
         Vec::try_from(&no_grad(|| model.value(&obs)).to_device(Device::Cpu))?;
     timings.inference_s += t0.elapsed().as_secs_f64();
@@ -226,7 +223,7 @@ pub fn update(
         a.gae_lambda as f32,
     );
     let b = cfg.batch_size as i64;
-    let b_obs = storage.obs.view([b, 4, 84, 84]);
+    let b_obs = storage.obs.view(obs_dims(&[b]).as_slice());
     let b_actions = storage.actions.view(-1);
     let b_logprobs = storage.logprobs.view(-1);
     let b_values = storage.values.view(-1);
@@ -408,7 +405,7 @@ mod tests {
         rollout(&model, &mut envs, &mut storage, 0.5, &mut timings).expect("rollout");
         let v1 = model
             .value(&Tensor::full(
-                [1, 4, 84, 84],
+                obs_dims(&[1]),
                 20,
                 (Kind::Uint8, Device::Cpu),
             ))

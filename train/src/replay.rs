@@ -19,7 +19,7 @@ use std::path::Path;
 
 use rand::Rng;
 
-use cartridge_infer::preprocess::FRAME_LEN;
+use cartridge_contract::{FRAME_LEN, FRAME_STACK, OBS_LEN};
 
 use crate::{Error, Result};
 
@@ -27,9 +27,6 @@ const FIRST: u8 = 1;
 const TERMINAL_SLOT: u8 = 2;
 const TERMINATED: u8 = 4;
 const TRUNCATED: u8 = 8;
-
-/// Frames per observation.
-pub const STACK: usize = 4;
 
 /// Bytes a memory of `capacity` transitions needs.
 pub fn bytes_needed(capacity: usize) -> u64 {
@@ -79,10 +76,10 @@ impl Ring {
     }
 
     /// Logical indices of the 4 frames of the stack ending at `t`, oldest first.
-    fn stack_indices(&self, t: u64) -> [u64; STACK] {
-        let mut idx = [t; STACK];
+    fn stack_indices(&self, t: u64) -> [u64; FRAME_STACK] {
+        let mut idx = [t; FRAME_STACK];
         let mut cur = t;
-        for k in (0..STACK - 1).rev() {
+        for k in (0..FRAME_STACK - 1).rev() {
             if self.flags[self.slot(cur)] & FIRST == 0 && cur > 0 {
                 cur -= 1;
             }
@@ -102,7 +99,7 @@ impl Ring {
     /// Sampleable logical range `[lo, hi]`: the stack of `t` (3 slots back) and `t + 1` must be
     /// in the ring.
     fn range(&self) -> Option<(u64, u64)> {
-        let lo = self.oldest() + (STACK as u64 - 1);
+        let lo = self.oldest() + (FRAME_STACK as u64 - 1);
         let hi = self.count.checked_sub(2)?;
         (lo <= hi).then_some((lo, hi))
     }
@@ -204,7 +201,7 @@ impl ReplayMemory {
 
     /// The stack `[4, 84, 84]` ending at logical slot `t` of env `env` (for tests and tools).
     pub fn stack(&self, env: usize, t: u64) -> Vec<u8> {
-        let mut out = vec![0; STACK * FRAME_LEN];
+        let mut out = vec![0; FRAME_STACK * FRAME_LEN];
         self.rings[env].write_stack(t, &mut out);
         out
     }
@@ -228,8 +225,8 @@ impl ReplayMemory {
             ));
         }
         let mut b = Batch {
-            obs: vec![0; batch * OBS],
-            next_obs: vec![0; batch * OBS],
+            obs: vec![0; batch * OBS_LEN],
+            next_obs: vec![0; batch * OBS_LEN],
             ..Batch::default()
         };
         let mut rejected = 0;
@@ -297,8 +294,8 @@ impl ReplayMemory {
     fn write_transition(&self, env: usize, t: u64, i: usize, b: &mut Batch) {
         let ring = &self.rings[env];
         let s = ring.slot(t);
-        ring.write_stack(t, &mut b.obs[i * OBS..(i + 1) * OBS]);
-        ring.write_stack(t + 1, &mut b.next_obs[i * OBS..(i + 1) * OBS]);
+        ring.write_stack(t, &mut b.obs[i * OBS_LEN..(i + 1) * OBS_LEN]);
+        ring.write_stack(t + 1, &mut b.next_obs[i * OBS_LEN..(i + 1) * OBS_LEN]);
         b.actions.push(ring.actions[s] as i64);
         b.rewards.push(ring.rewards[s]);
         b.terminated.push(if ring.flags[s] & TERMINATED != 0 {
@@ -308,9 +305,6 @@ impl ReplayMemory {
         });
     }
 }
-
-/// Bytes of one stacked observation.
-const OBS: usize = STACK * FRAME_LEN;
 
 const MAGIC: &[u8; 16] = b"CARTRIDGE-REPLY1";
 
@@ -452,8 +446,11 @@ mod tests {
             m.sample(64, &mut rng).expect("sample")
         });
         for i in 0..64 {
-            assert_eq!(ids(&b.obs[i * OBS..(i + 1) * OBS]), [5, 5, 5, 5]);
-            assert_eq!(ids(&b.next_obs[i * OBS..(i + 1) * OBS]), [5, 5, 5, 6]);
+            assert_eq!(ids(&b.obs[i * OBS_LEN..(i + 1) * OBS_LEN]), [5, 5, 5, 5]);
+            assert_eq!(
+                ids(&b.next_obs[i * OBS_LEN..(i + 1) * OBS_LEN]),
+                [5, 5, 5, 6]
+            );
         }
         assert_eq!(b.actions, vec![1; 64]);
         assert_eq!(b.rewards, vec![0.5; 64]);

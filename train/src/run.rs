@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use cartridge_contract::{key, onnx_key};
+
 use cartridge_export::{Algo, Metadata};
 use cartridge_infer::rom::{Rom, RomSearch};
 use serde::Serialize;
@@ -618,12 +620,9 @@ fn evaluate_export(
     let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Log(e.to_string()))?;
     cartridge_export::write_atomic(out.join("eval.json"), &json)?;
     let extra = [
+        (onnx_key(key::EVAL_EPISODES), report.episodes.to_string()),
         (
-            "cartridge.eval_episodes".to_string(),
-            report.episodes.to_string(),
-        ),
-        (
-            "cartridge.eval_mean_return".to_string(),
+            onnx_key(key::EVAL_MEAN_RETURN),
             format!("{:.3}", report.mean_return),
         ),
     ];

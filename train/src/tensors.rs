@@ -9,9 +9,22 @@
 //! the destination (one copy, no staging).
 #![allow(clippy::disallowed_methods)]
 
+use cartridge_contract::OBS_SHAPE;
 use tch::{Device, Kind, Tensor};
 
 use crate::{Error, Result};
+
+/// One observation's shape in tch's dimensions, `[4, 84, 84]` (the contract's `OBS_SHAPE`).
+pub const OBS_DIMS: [i64; 3] = [
+    OBS_SHAPE[0] as i64,
+    OBS_SHAPE[1] as i64,
+    OBS_SHAPE[2] as i64,
+];
+
+/// `lead` dimensions followed by one observation's, e.g. `[T, N]` -> `[T, N, 4, 84, 84]`.
+pub fn obs_dims(lead: &[i64]) -> Vec<i64> {
+    lead.iter().copied().chain(OBS_DIMS).collect()
+}
 
 /// Zeros of `shape` and `kind` on `device`.
 pub fn zeros(shape: &[i64], kind: Kind, device: Device) -> Tensor {

@@ -19,7 +19,9 @@ use std::path::Path;
 
 use prost::Message;
 
-use crate::arch::{Algo, ACTOR, CONV_LAYERS, CRITIC, FC, IN_CHANNELS, IN_SIZE, Q_HEAD};
+use cartridge_contract::{key, onnx_key, tensor, OBS_SHAPE};
+
+use crate::arch::{Algo, ACTOR, CONV_LAYERS, CRITIC, FC, Q_HEAD};
 use crate::checkpoint::FORMAT_VERSION;
 use crate::{write_atomic, Checkpoint, Error, Metadata, Result, Tensor};
 use proto::tensor_shape_proto::{dimension, Dimension};
@@ -34,13 +36,13 @@ pub const IR_VERSION: i64 = 8;
 /// Default-domain operator set version.
 pub const OPSET: i64 = 17;
 /// Graph input name.
-pub const INPUT_NAME: &str = "obs";
+pub const INPUT_NAME: &str = cartridge_contract::tensor::OBS;
 /// Name of the 1/255 scale initializer.
 pub const SCALE_NAME: &str = "obs_scale";
 /// Symbolic batch dimension of input and outputs.
 pub const BATCH_DIM: &str = "batch";
 /// Prefix of every metadata key Cartridge writes.
-pub const META_PREFIX: &str = "cartridge.";
+pub const META_PREFIX: &str = cartridge_contract::ONNX_PREFIX;
 
 /// The standard `metadata_props` of a model built from `meta`, in order:
 /// `cartridge.algo`, `game`, `rom_md5`, `actions` (ALE ids, comma separated), `frame_skip`,
@@ -48,20 +50,20 @@ pub const META_PREFIX: &str = "cartridge.";
 /// `format_version`.
 pub fn metadata_props(meta: &Metadata) -> Vec<(String, String)> {
     [
-        ("algo", meta.algo.as_str().to_owned()),
-        ("game", meta.game.clone()),
-        ("rom_md5", meta.rom_md5.clone()),
-        ("actions", meta.actions_string()),
-        ("frame_skip", meta.frame_skip.to_string()),
-        ("frame_stack", meta.frame_stack.to_string()),
-        ("obs", meta.obs.clone()),
-        ("train_steps", meta.global_step.to_string()),
-        ("arch", meta.arch.clone()),
-        ("seed", meta.seed.to_string()),
-        ("format_version", FORMAT_VERSION.to_owned()),
+        (key::ALGO, meta.algo.as_str().to_owned()),
+        (key::GAME, meta.game.clone()),
+        (key::ROM_MD5, meta.rom_md5.clone()),
+        (key::ACTIONS, meta.actions_string()),
+        (key::FRAME_SKIP, meta.frame_skip.to_string()),
+        (key::FRAME_STACK, meta.frame_stack.to_string()),
+        (key::OBS, meta.obs.clone()),
+        (key::TRAIN_STEPS, meta.global_step.to_string()),
+        (key::ARCH, meta.arch.clone()),
+        (key::SEED, meta.seed.to_string()),
+        (key::FORMAT_VERSION, FORMAT_VERSION.to_owned()),
     ]
     .into_iter()
-    .map(|(k, v)| (format!("{META_PREFIX}{k}"), v))
+    .map(|(k, v)| (onnx_key(k), v))
     .collect()
 }
 
@@ -123,10 +125,10 @@ pub fn build_model(ckpt: &Checkpoint, extra_meta: &[(String, String)]) -> Result
     let features = graph.node("Relu", "relu_fc", &[&fc], vec![]);
     let outputs: Vec<(String, usize)> = match meta.algo {
         Algo::Ppo => vec![
-            (graph.gemm("logits", &features, ACTOR), n_actions),
-            (graph.gemm("value", &features, CRITIC), 1),
+            (graph.gemm(tensor::LOGITS, &features, ACTOR), n_actions),
+            (graph.gemm(tensor::VALUE, &features, CRITIC), 1),
         ],
-        Algo::Dqn => vec![(graph.gemm("q_values", &features, Q_HEAD), n_actions)],
+        Algo::Dqn => vec![(graph.gemm(tensor::Q_VALUES, &features, Q_HEAD), n_actions)],
     };
 
     let scale = Tensor {
@@ -141,11 +143,12 @@ pub fn build_model(ckpt: &Checkpoint, extra_meta: &[(String, String)]) -> Result
         }
     }
 
+    let [stack, height, width] = OBS_SHAPE;
     let input_dims = [
         None,
-        Some(IN_CHANNELS as i64),
-        Some(IN_SIZE as i64),
-        Some(IN_SIZE as i64),
+        Some(stack as i64),
+        Some(height as i64),
+        Some(width as i64),
     ];
     let graph = GraphProto {
         node: graph.nodes,
@@ -174,9 +177,9 @@ pub fn build_model(ckpt: &Checkpoint, extra_meta: &[(String, String)]) -> Result
         domain: None,
         model_version: None,
         doc_string: Some(format!(
-            "Cartridge {} policy for Atari {} (Nature CNN). Input obs u8 [batch, 4, 84, 84] \
-             (4 stacked 84x84 gray frames, newest last); outputs {}; output i means ALE action \
-             actions[i] with actions = {}.",
+            "Cartridge {} policy for Atari {} (Nature CNN). Input {INPUT_NAME} u8 [batch, \
+             {stack}, {height}, {width}] ({stack} stacked {height}x{width} gray frames, newest \
+             last); outputs {}; output i means ALE action actions[i] with actions = {}.",
             meta.algo.as_str().to_uppercase(),
             meta.game,
             outputs_doc.join(", "),

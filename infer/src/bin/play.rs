@@ -160,7 +160,8 @@ impl PlayConfig {
 struct Summary {
     game: String,
     model: String,
-    algo: Algo,
+    /// `ppo` or `dqn`.
+    algo: String,
     selection: String,
     episodes: usize,
     returns: Vec<i64>,
@@ -366,7 +367,7 @@ fn run() -> anyhow::Result<()> {
     let summary = Summary {
         game: rom.game.clone(),
         model: model_name,
-        algo: info.algo,
+        algo: info.algo.to_string(),
         selection: match selection {
             Selection::Sample => "sample".into(),
             Selection::Greedy => "greedy".into(),

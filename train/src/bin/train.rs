@@ -21,11 +21,11 @@ use cartridge_train::run_dqn::train_dqn;
 )]
 struct Cli {
     #[command(subcommand)]
-    algo: Algo,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Algo {
+enum Command {
     /// Proximal Policy Optimization (Schulman et al. 2017), CleanRL ppo_atari.py semantics.
     Ppo(Box<PpoArgs>),
     /// Deep Q-Network (Mnih et al. 2015; --double: van Hasselt et al. 2016), CleanRL
@@ -100,16 +100,16 @@ fn run() -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let given = given_flags(&matches);
-    let outcome = match cli.algo {
-        Algo::Ppo(mut args) => {
+    let outcome = match cli.command {
+        Command::Ppo(mut args) => {
             args.run.given = given;
             train_ppo(&args)?
         }
-        Algo::Dqn(mut args) => {
+        Command::Dqn(mut args) => {
             args.run.given = given;
             train_dqn(&args)?
         }
-        Algo::Plot { run, title } => {
+        Command::Plot { run, title } => {
             let rows = read_metrics(&run.join("metrics.csv"))?;
             plot_curve(&run.join("curve.png"), &title, &rows)?;
             println!("wrote {}", run.join("curve.png").display());
