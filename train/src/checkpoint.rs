@@ -21,14 +21,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
-use crate::config::PpoArgs;
-use crate::model::to_export;
-use crate::replay::ReplayMemory;
+use crate::dqn::ReplayMemory;
+use crate::network::to_export;
 use crate::{Error, Result};
 
 /// Counters a resumed run continues from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunState<A = PpoArgs> {
+pub struct RunState<A> {
     /// Agent steps taken (all environments).
     pub global_step: u64,
     /// Iterations completed (PPO: rollouts of `num_envs * num_steps` agent steps; DQN:
@@ -114,7 +113,7 @@ pub fn save<A: Serialize>(run: &Path, snap: &Snapshot<'_>, state: &RunState<A>) 
 
 /// A loaded checkpoint.
 #[derive(Debug)]
-pub struct Loaded<A = PpoArgs> {
+pub struct Loaded<A> {
     /// Network weights and metadata.
     pub model: Checkpoint,
     /// Adam step count.

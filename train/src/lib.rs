@@ -2,11 +2,14 @@
 //! `deepq`) and CleanRL (`ppo_atari.py`, `dqn_atari.py`) do them, on vectorized ALE
 //! environments that share infer's preprocessing.
 //!
-//! Read top to bottom like CleanRL's files: [`config`] (args), [`model`] (networks),
-//! [`vecenv`] (environments), [`ppo`] (storage, rollout, GAE, update) and [`run`] (its loop),
-//! [`replay`] and [`dqn`] (targets, losses, agent, collection) and [`run_dqn`] (its loop),
-//! [`logger`] (log; [`tensorboard`] events), [`checkpoint`] (save/resume), [`eval`] (evaluation of the exported ONNX
-//! model).
+//! One folder per algorithm, each read top to bottom like CleanRL's files: [`ppo`] (arguments,
+//! network, storage, rollout, GAE, losses, update, the loop) and [`dqn`] (arguments, network,
+//! replay memory, targets, agent, the loop). What every run shares: [`config`] (the shared
+//! arguments), [`run`] (start or resume, device, environments, saving and Ctrl-C, export and
+//! evaluation at the end), [`network`] (the Nature CNN trunk), [`vecenv`] (environments),
+//! [`adam`], [`tensors`] (tensor creation on a device), [`seeds`], [`checkpoint`]
+//! (save/resume), [`logger`] (logs; [`tensorboard`] events) and [`eval`] (evaluation of the
+//! exported ONNX model).
 
 // Tests build CPU fixtures with tch's constructors; the crate itself goes through `tensors`.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
@@ -16,13 +19,10 @@ pub mod checkpoint;
 pub mod config;
 pub mod dqn;
 pub mod eval;
-pub mod gae;
 pub mod logger;
-pub mod model;
+pub mod network;
 pub mod ppo;
-pub mod replay;
 pub mod run;
-pub mod run_dqn;
 pub mod seeds;
 pub mod tensorboard;
 pub mod tensors;

@@ -1,51 +1,25 @@
-//! The PPO training loop: environments, network, optimizer, then per iteration (CleanRL's
-//! order) anneal, rollout, GAE + update, log, checkpoint; at the end export `model.onnx` and
-//! evaluate it.
+//! What every run shares, whatever the algorithm: start a new run or resume one ([`start`]),
+//! choose and probe the device and set libtorch up ([`setup_torch`]), build the training
+//! environments ([`make_envs`]), save checkpoints on schedule and on Ctrl-C ([`Saver`]), and
+//! at the end export `model.onnx` and evaluate it ([`finish`]). The loops are
+//! [`crate::ppo::train`] and [`crate::dqn::train`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cartridge_contract::{key, onnx_key};
-
 use cartridge_export::{Algo, Metadata};
-use cartridge_infer::rom::{Rom, RomSearch};
-use serde::Serialize;
+use cartridge_infer::rom::Rom;
 use tch::Device;
 
-use crate::adam::Adam;
-use crate::checkpoint::{self, Loaded, RunState, Snapshot};
-use crate::config::{AlgoArgs, PpoArgs, PpoConfig, RunArgs, RESUME_FLAGS};
+use crate::checkpoint::{self, Loaded, RunState};
+use crate::config::{AlgoArgs, RunArgs, RESUME_FLAGS};
 use crate::eval::{evaluate, EvalReport};
-use crate::logger::{MetricsRow, RunLog};
-use crate::model::ActorCritic;
-use crate::ppo::{rollout, update, Storage, Timings};
+use crate::logger::RunLog;
 use crate::seeds::RunSeeds;
 use crate::vecenv::{AtariTrainEnv, VecEnv};
 use crate::{Error, Result};
-
-/// Figures printed by `--bench`.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
-    /// Device used.
-    pub device: String,
-    /// Environments.
-    pub num_envs: usize,
-    /// Environment worker threads.
-    pub env_threads: usize,
-    /// libtorch intra-op threads.
-    pub torch_threads: i32,
-    /// Iterations measured (after one warm-up iteration).
-    pub iterations: u64,
-    /// Agent steps per second over the measured iterations.
-    pub steps_per_s: f64,
-    /// Seconds per iteration stepping environments.
-    pub env_s: f64,
-    /// Seconds per iteration in rollout inference.
-    pub inference_s: f64,
-    /// Seconds per iteration in GAE + update.
-    pub update_s: f64,
-}
 
 /// How a run ended.
 #[derive(Debug)]
@@ -62,9 +36,9 @@ pub enum Outcome {
         eval: Option<EvalReport>,
     },
     /// `train ppo --bench`.
-    Bench(BenchReport),
+    Bench(crate::ppo::BenchReport),
     /// `train dqn --bench`.
-    DqnBench(crate::run_dqn::DqnBenchReport),
+    DqnBench(crate::dqn::DqnBenchReport),
 }
 
 /// The training device and why it was chosen (the start line prints both).
@@ -390,155 +364,6 @@ impl Saver {
     }
 }
 
-/// Runs `train ppo` with these arguments.
-pub fn train_ppo(args: &PpoArgs) -> Result<Outcome> {
-    let Start {
-        args: args_used,
-        out,
-        loaded,
-        mut state,
-    } = start(args)?;
-    let cfg = PpoConfig::from_args(&args_used)?;
-    let a = &cfg.args;
-    let choice = setup_torch(&a.run)?;
-    let device = choice.device;
-    let rom = RomSearch::default().resolve(&a.run.rom)?;
-    let (mut envs, actions, env_threads) = make_envs(&rom, &a.run, a.num_envs, state.resumes)?;
-
-    // Network and optimizer.
-    let mut model = ActorCritic::new(device, actions.len(), a.run.seed)?;
-    let params = model.params();
-    let mut adam = Adam::new(&params, a.learning_rate, a.adam_eps);
-    if let Some(l) = &loaded {
-        check_actions(l, &rom, &actions)?;
-        model.load(&l.model.tensors)?;
-        checkpoint::restore_adam(&mut adam, l, Algo::Ppo)?;
-    }
-    let mut storage = Storage::new(a.num_steps, a.num_envs, device);
-    let mut log = if a.run.bench {
-        None
-    } else {
-        Some(RunLog::open(
-            &out,
-            cfg.num_iterations * cfg.batch_size as u64,
-            loaded.as_ref().map(|l| l.state.global_step),
-        )?)
-    };
-    if let Some(l) = &log {
-        l.println(format!(
-            "train ppo: {} on {device:?} ({}), {} envs on {env_threads} threads, {} iterations of {} steps{}",
-            rom.game,
-            choice.reason,
-            a.num_envs,
-            cfg.num_iterations,
-            cfg.batch_size,
-            if state.global_step > 0 { format!(", resuming at step {}", state.global_step) } else { String::new() }
-        ));
-    }
-    let started = Instant::now();
-    let mut saver = Saver::new(&state, a.run.save_every);
-    let title = format!("PPO {} (seed {})", rom.game, a.run.seed);
-    let mut bench_timings = Timings::default();
-    let mut bench_start: Option<(Instant, u64)> = None;
-    let first = state.iteration + 1;
-    let seeds = RunSeeds {
-        seed: a.run.seed,
-        resume: state.resumes,
-    };
-    for iteration in first..=cfg.num_iterations {
-        tch::manual_seed(seeds.torch(iteration) as i64);
-        let frac = cfg.frac(iteration);
-        adam.lr = if a.anneal_lr {
-            frac * a.learning_rate
-        } else {
-            a.learning_rate
-        };
-        let clip = if a.anneal_clip {
-            frac * a.clip_coef
-        } else {
-            a.clip_coef
-        };
-
-        let t_iter = Instant::now();
-        let mut timings = Timings::default();
-        let (games, next_value) = rollout(
-            &model,
-            &mut envs,
-            &mut storage,
-            a.gamma as f32,
-            &mut timings,
-        )?;
-        let t_update = Instant::now();
-        let stats = update(&model, &mut adam, &storage, &next_value, &cfg, clip, device)?;
-        timings.update_s = t_update.elapsed().as_secs_f64();
-        state.global_step += cfg.batch_size as u64;
-        state.iteration = iteration;
-        state.episodes += games.len() as u64;
-        let sps = cfg.batch_size as f64 / t_iter.elapsed().as_secs_f64();
-
-        if a.run.bench {
-            if iteration == first {
-                bench_start = Some((Instant::now(), state.global_step));
-            } else {
-                bench_timings.env_s += timings.env_s;
-                bench_timings.inference_s += timings.inference_s;
-                bench_timings.update_s += timings.update_s;
-            }
-            if iteration >= first + 3 {
-                break;
-            }
-            continue;
-        }
-        let Some(log) = log.as_mut() else { continue };
-        log.games(state.global_step, &games)?;
-        log.iteration(MetricsRow {
-            global_step: state.global_step,
-            pg_loss: Some(stats.pg_loss),
-            v_loss: Some(stats.v_loss),
-            entropy: Some(stats.entropy),
-            approx_kl: Some(stats.approx_kl),
-            clipfrac: Some(stats.clipfrac),
-            explained_variance: Some(stats.explained_variance),
-            learning_rate: adam.lr,
-            sps,
-            ..MetricsRow::default()
-        })?;
-        if let Some(o) = saver.tick(&mut state, &out, log, &title, |st| {
-            save(&out, &model, &adam, st, &rom, &actions)
-        })? {
-            return Ok(o);
-        }
-    }
-
-    if a.run.bench {
-        let (t0, s0) = bench_start.unwrap_or((started, 0));
-        let measured = state.iteration.saturating_sub(first);
-        return Ok(Outcome::Bench(BenchReport {
-            device: format!("{device:?}"),
-            num_envs: a.num_envs,
-            env_threads,
-            torch_threads: tch::get_num_threads(),
-            iterations: measured,
-            steps_per_s: (state.global_step - s0) as f64 / t0.elapsed().as_secs_f64(),
-            env_s: bench_timings.env_s / measured.max(1) as f64,
-            inference_s: bench_timings.inference_s / measured.max(1) as f64,
-            update_s: bench_timings.update_s / measured.max(1) as f64,
-        }));
-    }
-
-    let log = log.as_mut().ok_or_else(|| Error::Log("no log".into()))?;
-    saver.at_end(&mut state, loaded.is_some(), |st| {
-        save(&out, &model, &adam, st, &rom, &actions)
-    })?;
-    log.plot(&title)?;
-    log.finish();
-    let ckpt = cartridge_export::Checkpoint {
-        meta: metadata(Algo::Ppo, &rom, &actions, &state, a.run.seed)?,
-        tensors: model.tensors()?,
-    };
-    finish(out, &rom, &a.run, &ckpt, state.global_step)
-}
-
 /// Checkpoint metadata of a run at `state`.
 pub(crate) fn metadata<A: serde::Serialize>(
     algo: Algo,
@@ -557,28 +382,6 @@ pub(crate) fn metadata<A: serde::Serialize>(
     meta.seed = seed;
     meta.args = serde_json::to_string(&state.args).map_err(|e| Error::Log(e.to_string()))?;
     Ok(meta)
-}
-
-fn save(
-    out: &Path,
-    model: &ActorCritic,
-    adam: &Adam,
-    state: &RunState,
-    rom: &Rom,
-    actions: &[i32],
-) -> Result<()> {
-    let snap = Snapshot {
-        algo: Algo::Ppo,
-        model: cartridge_export::Checkpoint {
-            meta: metadata(Algo::Ppo, rom, actions, state, state.args.run.seed)?,
-            tensors: model.tensors()?,
-        },
-        adam,
-        target: None,
-        replay: None,
-    };
-    checkpoint::save(out, &snap, state)?;
-    Ok(())
 }
 
 /// Ends a run that reached its total: writes `model.onnx` from `ckpt`, evaluates it

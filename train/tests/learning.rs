@@ -10,11 +10,12 @@
 
 use cartridge_infer::preprocess::{FRAME_LEN, OBS_LEN};
 use cartridge_train::adam::Adam;
-use cartridge_train::config::{DqnArgs, DqnConfig, PpoArgs, PpoConfig};
+use cartridge_train::dqn::ReplayMemory;
 use cartridge_train::dqn::{collect, learn_due, start_episodes, DqnAgent};
-use cartridge_train::model::ActorCritic;
+use cartridge_train::dqn::{DqnArgs, DqnConfig};
+use cartridge_train::ppo::ActorCritic;
 use cartridge_train::ppo::{rollout, update, Storage, Timings};
-use cartridge_train::replay::ReplayMemory;
+use cartridge_train::ppo::{PpoArgs, PpoConfig};
 use cartridge_train::vecenv::{Environment, Episode, Transition, VecEnv};
 use clap::Parser;
 use rand::{Rng, SeedableRng};

@@ -6,7 +6,7 @@
 
 use cartridge_export::{Algo, Checkpoint, Metadata};
 use cartridge_infer::policy::{ModelOverrides, Policy};
-use cartridge_train::model::ActorCritic;
+use cartridge_train::ppo::ActorCritic;
 use tch::{Device, Kind, Tensor};
 
 #[test]

@@ -7,10 +7,10 @@
 
 use cartridge_infer::preprocess::OBS_LEN;
 use cartridge_infer::rom::RomSearch;
-use cartridge_train::config::DqnArgs;
-use cartridge_train::config::DqnConfig;
+use cartridge_train::dqn::DqnArgs;
+use cartridge_train::dqn::DqnConfig;
+use cartridge_train::dqn::ReplayMemory;
 use cartridge_train::dqn::{collect, start_episodes, DqnAgent};
-use cartridge_train::replay::ReplayMemory;
 use cartridge_train::seeds::EnvSeeds;
 use cartridge_train::vecenv::{AtariTrainEnv, VecEnv};
 use clap::Parser;

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use cartridge_train::config::{DqnArgs, PpoArgs};
+use cartridge_train::dqn::{self, DqnArgs};
 use cartridge_train::logger::{plot_curve, read_metrics};
-use cartridge_train::run::{train_ppo, Outcome};
-use cartridge_train::run_dqn::train_dqn;
+use cartridge_train::ppo::{self, PpoArgs};
+use cartridge_train::run::Outcome;
 
 /// Train Atari agents from pixels with libtorch.
 #[derive(Debug, Parser)]
@@ -103,11 +103,11 @@ fn run() -> anyhow::Result<()> {
     let outcome = match cli.command {
         Command::Ppo(mut args) => {
             args.run.given = given;
-            train_ppo(&args)?
+            ppo::train(&args)?
         }
         Command::Dqn(mut args) => {
             args.run.given = given;
-            train_dqn(&args)?
+            dqn::train(&args)?
         }
         Command::Plot { run, title } => {
             let rows = read_metrics(&run.join("metrics.csv"))?;

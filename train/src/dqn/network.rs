@@ -1,0 +1,123 @@
+//! The DQN Q-network (CleanRL `dqn_atari.py` `QNetwork`, Mnih et al. 2015).
+
+use cartridge_export::{Algo, Tensors};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::network::{load_into, nature_trunk, params_of, tensors_of};
+use crate::Result;
+
+/// The DQN Q-network: the Nature CNN trunk and a linear head `network.9` `[A, 512]`, as
+/// CleanRL's `dqn_atari.py` `QNetwork`, initialised as PyTorch's default rule there
+/// ([`cartridge_export::torch_default_init`], drawn on the CPU from the seed and copied to the
+/// device, so every device starts from the same weights and libtorch's generator is left
+/// alone).
+#[derive(Debug)]
+pub struct QNetwork {
+    /// The parameters, named `network.0.weight`, ..., `network.9.bias`.
+    pub vs: nn::VarStore,
+    trunk: nn::Sequential,
+    head: nn::Linear,
+    n_actions: usize,
+}
+
+impl QNetwork {
+    /// A network for `n_actions` actions initialised from `seed`.
+    pub fn new(device: Device, n_actions: usize, seed: u64) -> Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let net = vs.root() / "network";
+        let trunk = nature_trunk(&net);
+        let head = nn::linear(&net / "9", 512, n_actions as i64, Default::default());
+        let mut me = Self {
+            vs,
+            trunk,
+            head,
+            n_actions,
+        };
+        me.load(&cartridge_export::torch_default_init(
+            Algo::Dqn,
+            n_actions,
+            seed,
+        ))?;
+        Ok(me)
+    }
+
+    /// Number of actions.
+    pub fn n_actions(&self) -> usize {
+        self.n_actions
+    }
+
+    /// `Q(obs, ·)` `[B, A]` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here).
+    pub fn forward(&self, obs: &Tensor) -> Tensor {
+        debug_assert_eq!(
+            obs.device(),
+            self.vs.device(),
+            "observations on another device"
+        );
+        let x = obs.to_kind(Kind::Float) / 255.0;
+        self.head.forward(&self.trunk.forward(&x))
+    }
+
+    /// The trainable parameters in [`param_specs`] order.
+    pub fn params(&self) -> Vec<Tensor> {
+        params_of(&self.vs, Algo::Dqn, self.n_actions)
+    }
+
+    /// Copies `tensors` (names and shapes of [`param_specs`]) into the network.
+    pub fn load(&mut self, tensors: &Tensors) -> Result<()> {
+        load_into(&self.vs, Algo::Dqn, self.n_actions, tensors)
+    }
+
+    /// The parameters as export tensors (CPU, f32), for checkpoints.
+    pub fn tensors(&self) -> Result<Tensors> {
+        tensors_of(&self.vs.variables(), Algo::Dqn, self.n_actions)
+    }
+
+    /// Polyak update from `online`: `self = tau * online + (1 - tau) * self` (tau 1: a copy).
+    pub fn soft_update_from(&mut self, online: &QNetwork, tau: f64) {
+        let src = online.vs.variables();
+        let dst = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, d) in &dst {
+                let mut d = d.shallow_clone();
+                if tau >= 1.0 {
+                    d.copy_(&src[name]);
+                } else {
+                    let mixed = &src[name] * tau + &d * (1.0 - tau);
+                    d.copy_(&mixed);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q_network_init_is_torch_default_from_the_seed_without_reseeding_libtorch() {
+        // A hidden `manual_seed(seed)` inside `new` would make libtorch's next draw the same
+        // whatever the generator held before; without one, different prior seeds give
+        // different next draws.
+        let next_draw_after_new = |prior: i64| {
+            tch::manual_seed(prior);
+            let _q = QNetwork::new(Device::Cpu, 6, 9).expect("q");
+            Vec::<f32>::try_from(&Tensor::randn([4], (Kind::Float, Device::Cpu))).expect("vec")
+        };
+        assert_ne!(next_draw_after_new(123), next_draw_after_new(456));
+        // The weights are torch_default_init(seed) exactly (drawn on the CPU, so the same on
+        // every device), within PyTorch's bounds: network.0 fan_in 4*8*8 = 256 -> 1/16.
+        let got = QNetwork::new(Device::Cpu, 6, 9)
+            .expect("q")
+            .tensors()
+            .expect("tensors");
+        assert_eq!(got, cartridge_export::torch_default_init(Algo::Dqn, 6, 9));
+        let max0 = got["network.0.weight"]
+            .data
+            .iter()
+            .fold(0f32, |m, x| m.max(x.abs()));
+        assert!(max0 <= 1.0 / 16.0 && max0 > 0.9 / 16.0, "{max0}");
+        assert_ne!(got, cartridge_export::torch_default_init(Algo::Dqn, 6, 10));
+    }
+}

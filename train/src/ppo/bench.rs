@@ -1,0 +1,60 @@
+//! `train ppo --bench`: one warm-up iteration, then three timed ones, split by phase.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Learner, Timings};
+use crate::Result;
+
+/// Iterations timed after the warm-up.
+const MEASURED: u64 = 3;
+
+/// Figures printed by `--bench`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Device used.
+    pub device: String,
+    /// Environments.
+    pub num_envs: usize,
+    /// Environment worker threads.
+    pub env_threads: usize,
+    /// libtorch intra-op threads.
+    pub torch_threads: i32,
+    /// Iterations measured (after one warm-up iteration).
+    pub iterations: u64,
+    /// Agent steps per second over the measured iterations.
+    pub steps_per_s: f64,
+    /// Seconds per iteration stepping environments.
+    pub env_s: f64,
+    /// Seconds per iteration in rollout inference.
+    pub inference_s: f64,
+    /// Seconds per iteration in GAE + update.
+    pub update_s: f64,
+}
+
+/// Runs iteration `first` as a warm-up and the next [`MEASURED`] timed; writes nothing.
+pub fn run(learner: &mut Learner, first: u64, env_threads: usize) -> Result<BenchReport> {
+    learner.iteration(first)?;
+    let started = Instant::now();
+    let mut total = Timings::default();
+    for iteration in first + 1..=first + MEASURED {
+        let t = learner.iteration(iteration)?.timings;
+        total.env_s += t.env_s;
+        total.inference_s += t.inference_s;
+        total.update_s += t.update_s;
+    }
+    let steps = MEASURED * learner.cfg.batch_size as u64;
+    let per = |s: f64| s / MEASURED as f64;
+    Ok(BenchReport {
+        device: format!("{:?}", learner.device),
+        num_envs: learner.cfg.args.num_envs,
+        env_threads,
+        torch_threads: tch::get_num_threads(),
+        iterations: MEASURED,
+        steps_per_s: steps as f64 / started.elapsed().as_secs_f64(),
+        env_s: per(total.env_s),
+        inference_s: per(total.inference_s),
+        update_s: per(total.update_s),
+    })
+}
