@@ -68,15 +68,14 @@ pub mod key {
     pub const FRAME_STACK: &str = "frame_stack";
     /// [`crate::OBS_ENCODING`].
     pub const OBS: &str = "obs";
-    /// Agent steps the network was trained for (summed over environments).
+    /// Agent steps the network was trained for (summed over environments), in the checkpoint
+    /// and in the ONNX model alike (models exported before this name was shared call it
+    /// `train_steps`).
     pub const GLOBAL_STEP: &str = "global_step";
     /// The run's `--seed`.
     pub const SEED: &str = "seed";
     /// Checkpoint only: the learning arguments, JSON.
     pub const ARGS: &str = "args";
-    /// ONNX only: the checkpoint's [`GLOBAL_STEP`] (the name models have carried since
-    /// format 1).
-    pub const TRAIN_STEPS: &str = "train_steps";
     /// ONNX only, optional: games of the evaluation that produced `eval_mean_return`.
     pub const EVAL_EPISODES: &str = "eval_episodes";
     /// ONNX only, optional: mean return of that evaluation.
@@ -198,7 +197,7 @@ mod tests {
         assert_eq!(Algo::Ppo.output_names(), ["logits", "value"]);
         assert_eq!(Algo::Dqn.output_names(), ["q_values"]);
         assert_eq!(Algo::Dqn.decision_output(), "q_values");
-        assert_eq!(onnx_key(key::TRAIN_STEPS), "cartridge.train_steps");
+        assert_eq!(onnx_key(key::GLOBAL_STEP), "cartridge.global_step");
         assert_eq!(onnx_key(key::ALGO), "cartridge.algo");
         assert_eq!(CHECKPOINT_KEYS[0], "format_version");
         assert_eq!(CHECKPOINT_KEYS[11], "args");

@@ -37,7 +37,7 @@ fn init_random_then_convert_checkpoint() {
     assert_eq!(get("cartridge.algo"), Some("dqn"));
     assert_eq!(get("cartridge.game"), Some("pong"));
     assert_eq!(get("cartridge.actions"), Some("0,1,3,4,11,12"));
-    assert_eq!(get("cartridge.train_steps"), Some("0"));
+    assert_eq!(get("cartridge.global_step"), Some("0"));
 
     // The checkpoint converts to the same bytes.
     let again = dir.path().join("again.onnx");

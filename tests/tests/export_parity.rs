@@ -94,7 +94,7 @@ for p in sys.argv[1:]:
     dims = [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim]
     assert dims == ["batch", 4, 84, 84], dims
     meta = {p.key: p.value for p in m.metadata_props}
-    for k in ["algo", "game", "rom_md5", "actions", "frame_skip", "frame_stack", "obs", "train_steps"]:
+    for k in ["algo", "game", "rom_md5", "actions", "frame_skip", "frame_stack", "obs", "global_step"]:
         assert "cartridge." + k in meta, k
     assert meta["cartridge.eval_episodes"] == "30"
     print("ok", p)

@@ -77,6 +77,15 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
         assert!(ckpt.join(f).is_file(), "{f} missing");
     }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).expect("state"))
+            .expect("json");
+    assert_eq!(
+        state["iterations"].as_u64(),
+        Some(step / 256),
+        "256 steps per iteration"
+    );
+    assert_eq!(state["gradient_steps"].as_u64(), Some(0), "a DQN counter");
     assert!(
         !dir.join("model.onnx").exists(),
         "an interrupted run exports nothing"
@@ -170,7 +179,7 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
     assert_eq!(eval["episodes"], 3);
     let meta = onnx_metadata(&dir.join("model.onnx"));
     let get = |k: &str| meta.get(k).map(String::as_str);
-    assert_eq!(get("cartridge.train_steps"), Some("4096"));
+    assert_eq!(get("cartridge.global_step"), Some("4096"));
     assert_eq!(get("cartridge.eval_episodes"), Some("3"));
     assert_eq!(
         get("cartridge.eval_mean_return"),

@@ -96,7 +96,8 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
         serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).expect("state"))
             .expect("json");
     // One gradient step every 4 agent steps after the first 500.
-    assert_eq!(state["iteration"].as_u64(), Some((step - 500) / 4));
+    assert_eq!(state["gradient_steps"].as_u64(), Some((step - 500) / 4));
+    assert_eq!(state["iterations"].as_u64(), Some(0), "a PPO counter");
     assert!(!dir.join("model.onnx").exists());
 
     // 2. Resume with the saved replay memory and finish.
@@ -149,7 +150,7 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
     let meta = onnx_metadata(&dir.join("model.onnx"));
     let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.algo"), Some("dqn"));
-    assert_eq!(get("cartridge.train_steps"), Some("3000"));
+    assert_eq!(get("cartridge.global_step"), Some("3000"));
 
     // 3. play runs the exported Q-network epsilon-greedily.
     let o = run(Command::new(bin("play")).arg(dir.join("model.onnx")).args([

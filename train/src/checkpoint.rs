@@ -30,9 +30,13 @@ use crate::{Error, Result};
 pub struct RunState<A> {
     /// Agent steps taken (all environments).
     pub global_step: u64,
-    /// Iterations completed (PPO: rollouts of `num_envs * num_steps` agent steps; DQN:
-    /// gradient steps).
-    pub iteration: u64,
+    /// PPO: iterations completed (each a rollout of `num_envs * num_steps` agent steps and
+    /// an update); 0 in a DQN run.
+    #[serde(default)]
+    pub iterations: u64,
+    /// DQN: gradient steps taken; 0 in a PPO run.
+    #[serde(default)]
+    pub gradient_steps: u64,
     /// Full games finished.
     pub episodes: u64,
     /// Wall seconds trained before this process (for steps/s and the model card).
@@ -41,18 +45,34 @@ pub struct RunState<A> {
     pub resumes: u64,
     /// The learning arguments (what a resumed run must keep).
     pub args: A,
+    /// Checkpoints written before 2026-11-30 kept either counter as `iteration`; [`load`]
+    /// moves it to the algorithm's own counter.
+    #[serde(default, rename = "iteration", skip_serializing)]
+    legacy_iteration: Option<u64>,
 }
 
 impl<A> RunState<A> {
+    /// Moves a pre-2026-11-30 `iteration` counter to `algo`'s own counter.
+    fn adopt_legacy_counter(&mut self, algo: Algo) {
+        if let Some(n) = self.legacy_iteration.take() {
+            match algo {
+                Algo::Ppo => self.iterations = n,
+                Algo::Dqn => self.gradient_steps = n,
+            }
+        }
+    }
+
     /// Counters of a new run.
     pub fn new(args: A) -> Self {
         Self {
             global_step: 0,
-            iteration: 0,
+            iterations: 0,
+            gradient_steps: 0,
             episodes: 0,
             train_seconds: 0.0,
             resumes: 0,
             args,
+            legacy_iteration: None,
         }
     }
 }
@@ -152,10 +172,11 @@ pub fn load<A: DeserializeOwned>(run: &Path) -> Result<Loaded<A>> {
     let model = Checkpoint::read(dir.join("model.safetensors"))
         .map_err(|e| bad(dir.join("model.safetensors"), e.to_string()))?;
     let state_path = dir.join("state.json");
-    let state: RunState<A> = std::fs::read(&state_path)
+    let mut state: RunState<A> = std::fs::read(&state_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|e| bad(state_path.clone(), format!("unreadable counters: {e}")))?;
+    state.adopt_legacy_counter(model.meta.algo);
     if state.global_step != model.meta.global_step {
         return Err(bad(
             dir,
@@ -277,4 +298,30 @@ fn parse_optimizer(bytes: &[u8]) -> std::result::Result<(i64, Moments), String> 
         out.insert(k, (mt, vt));
     }
     Ok((step, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state.json as runs wrote it before the counters were split (this one is the
+    /// committed Breakout run's at 5,668,864 steps, args shortened).
+    const LEGACY: &str = r#"{"global_step": 5668864, "iteration": 5536, "episodes": 6929,
+        "train_seconds": 8693.939451917, "resumes": 3, "args": {}}"#;
+
+    #[test]
+    fn legacy_iteration_becomes_the_algorithms_counter_and_is_not_written_back() {
+        let mut ppo: RunState<serde_json::Value> = serde_json::from_str(LEGACY).expect("json");
+        ppo.adopt_legacy_counter(Algo::Ppo);
+        assert_eq!((ppo.iterations, ppo.gradient_steps), (5536, 0));
+        let mut dqn: RunState<serde_json::Value> = serde_json::from_str(LEGACY).expect("json");
+        dqn.adopt_legacy_counter(Algo::Dqn);
+        assert_eq!((dqn.iterations, dqn.gradient_steps), (0, 5536));
+        let written = serde_json::to_value(&ppo).expect("json");
+        assert_eq!(written["iterations"], 5536);
+        assert_eq!(written["gradient_steps"], 0);
+        assert!(written.get("iteration").is_none());
+        let back: RunState<serde_json::Value> = serde_json::from_value(written).expect("json");
+        assert_eq!(back, ppo);
+    }
 }

@@ -205,8 +205,9 @@ impl RunLog {
         })
     }
 
-    /// Appends one iteration's row and advances the progress bar.
-    pub fn iteration(&mut self, mut row: MetricsRow) -> Result<()> {
+    /// Appends one `metrics.csv` row (a PPO iteration, or a DQN logging interval) and advances
+    /// the progress bar.
+    pub fn row(&mut self, mut row: MetricsRow) -> Result<()> {
         if let Some((r, l)) = self.recent_means() {
             row.episodic_return = Some(r);
             row.episodic_length = Some(l);

@@ -46,7 +46,7 @@ pub const META_PREFIX: &str = cartridge_contract::ONNX_PREFIX;
 
 /// The standard `metadata_props` of a model built from `meta`, in order:
 /// `cartridge.algo`, `game`, `rom_md5`, `actions` (ALE ids, comma separated), `frame_skip`,
-/// `frame_stack`, `obs`, `train_steps` (the checkpoint's `global_step`), `arch`, `seed`,
+/// `frame_stack`, `obs`, `global_step` (agent steps trained, as in the checkpoint), `arch`, `seed`,
 /// `format_version`.
 pub fn metadata_props(meta: &Metadata) -> Vec<(String, String)> {
     [
@@ -57,7 +57,7 @@ pub fn metadata_props(meta: &Metadata) -> Vec<(String, String)> {
         (key::FRAME_SKIP, meta.frame_skip.to_string()),
         (key::FRAME_STACK, meta.frame_stack.to_string()),
         (key::OBS, meta.obs.clone()),
-        (key::TRAIN_STEPS, meta.global_step.to_string()),
+        (key::GLOBAL_STEP, meta.global_step.to_string()),
         (key::ARCH, meta.arch.clone()),
         (key::SEED, meta.seed.to_string()),
         (key::FORMAT_VERSION, FORMAT_VERSION.to_owned()),
@@ -444,7 +444,7 @@ mod tests {
             assert_eq!(get("cartridge.frame_skip"), Some("4"));
             assert_eq!(get("cartridge.frame_stack"), Some("4"));
             assert_eq!(get("cartridge.obs"), Some("gray84x84"));
-            assert_eq!(get("cartridge.train_steps"), Some("1000"));
+            assert_eq!(get("cartridge.global_step"), Some("1000"));
             assert_eq!(get("cartridge.arch"), Some("nature_cnn"));
             assert_eq!(get("cartridge.seed"), Some("3"));
             assert_eq!(get("cartridge.format_version"), Some("1"));

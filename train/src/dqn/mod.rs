@@ -157,7 +157,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
         state.episodes += games.len() as u64;
         log.games(state.global_step, &games)?;
         if collected >= refill {
-            state.iteration += learn_due(
+            state.gradient_steps += learn_due(
                 &mut agent,
                 &replay,
                 a,
@@ -171,7 +171,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
             let stats = agent.take_stats();
             let (t0, s0) = interval;
             interval = (Instant::now(), state.global_step);
-            log.iteration(MetricsRow {
+            log.row(MetricsRow {
                 global_step: state.global_step,
                 td_loss: stats.map(|s| s.td_loss),
                 q_values: stats.map(|s| s.q_values),

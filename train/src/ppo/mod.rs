@@ -171,7 +171,7 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
         envs,
         device,
     };
-    let first = state.iteration + 1;
+    let first = state.iterations + 1;
     if run.bench {
         return bench::run(&mut learner, first, env_threads).map(Outcome::Bench);
     }
@@ -198,10 +198,10 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
     for iteration in first..=num_iterations {
         let it = learner.iteration(iteration)?;
         state.global_step += batch_size as u64;
-        state.iteration = iteration;
+        state.iterations = iteration;
         state.episodes += it.games.len() as u64;
         log.games(state.global_step, &it.games)?;
-        log.iteration(MetricsRow {
+        log.row(MetricsRow {
             global_step: state.global_step,
             pg_loss: Some(it.stats.pg_loss),
             v_loss: Some(it.stats.v_loss),
