@@ -16,6 +16,7 @@ pub mod rom;
 mod rom_table;
 pub mod seed;
 pub mod select;
+pub mod session;
 pub mod stats;
 pub mod window;
 

@@ -30,6 +30,18 @@ impl Selection {
     }
 }
 
+/// The one spelling of a selection, in `play`'s summary and `eval.json`: `sample`, `greedy`,
+/// `epsilon_greedy(0.05)`.
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selection::Sample => f.write_str("sample"),
+            Selection::Greedy => f.write_str("greedy"),
+            Selection::EpsilonGreedy(e) => write!(f, "epsilon_greedy({e})"),
+        }
+    }
+}
+
 /// Picks actions with its own seeded RNG.
 #[derive(Debug, Clone)]
 pub struct ActionSelector {
@@ -106,6 +118,16 @@ pub fn softmax(logits: &[f32], out: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selection_names() {
+        assert_eq!(Selection::Sample.to_string(), "sample");
+        assert_eq!(Selection::Greedy.to_string(), "greedy");
+        assert_eq!(
+            Selection::EpsilonGreedy(0.05).to_string(),
+            "epsilon_greedy(0.05)"
+        );
+    }
 
     #[test]
     fn softmax_hand_values() {

@@ -221,6 +221,11 @@ fn ctrl_c_saves_then_resume_finishes_exports_and_plays() {
         scores(&eval["returns"]),
         "play --seed {eval_seed} must replay eval.json's games"
     );
+    assert_eq!(
+        s["selection"], eval["selection"],
+        "one spelling of the selection"
+    );
+    assert_eq!(eval["selection"], "sample");
 
     // 4. Extending the finished run: flags a resume cannot change are refused by name, a
     // total that does not extend it is refused, a larger total continues it with the

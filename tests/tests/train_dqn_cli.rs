@@ -146,7 +146,7 @@ fn ctrl_c_saves_replay_then_resume_finishes_exports_and_plays() {
     );
     let eval: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("eval.json")).expect("eval")).expect("json");
-    assert_eq!(eval["selection"], "EpsilonGreedy(0.05)");
+    assert_eq!(eval["selection"], "epsilon_greedy(0.05)");
     let meta = onnx_metadata(&dir.join("model.onnx"));
     let get = |k: &str| meta.get(k).map(String::as_str);
     assert_eq!(get("cartridge.algo"), Some("dqn"));

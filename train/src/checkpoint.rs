@@ -5,7 +5,7 @@
 //! - `optimizer.safetensors`: Adam's moments `m.<param>`, `v.<param>` and its step count;
 //! - `state.json`: counters ([`RunState`]);
 //! - DQN only: `target.safetensors` (the target network, same format as the model) and, with
-//!   `--save-replay`, `replay.bin` ([`ReplayMemory::save`]).
+//!   `--save-replay`, `replay.bin` (written by the replay memory itself, [`SaveToFile`]).
 //!
 //! Each file is written atomically, then `RUN/checkpoints/latest` (the folder name) is
 //! replaced atomically, so an interrupted save leaves the previous checkpoint in charge.
@@ -21,7 +21,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
-use crate::dqn::ReplayMemory;
 use crate::network::to_export;
 use crate::{Error, Result};
 
@@ -77,8 +76,15 @@ impl<A> RunState<A> {
     }
 }
 
+/// State an algorithm saves to a file of its own in a checkpoint (DQN's replay memory), so
+/// this module does not depend on the algorithm that owns it.
+pub trait SaveToFile {
+    /// Writes the state to `path` (atomically: a temporary file, then a rename).
+    fn save_to(&self, path: &Path) -> Result<()>;
+}
+
 /// What a checkpoint holds besides the counters.
-#[derive(Debug)]
+#[allow(missing_debug_implementations)] // holds a `dyn SaveToFile`
 pub struct Snapshot<'a> {
     /// Which network `model` is.
     pub algo: Algo,
@@ -88,8 +94,8 @@ pub struct Snapshot<'a> {
     pub adam: &'a Adam,
     /// DQN's target network.
     pub target: Option<Tensors>,
-    /// DQN's replay memory (with `--save-replay`).
-    pub replay: Option<&'a ReplayMemory>,
+    /// DQN's replay memory (with `--save-replay`), written as `replay.bin`.
+    pub replay: Option<&'a dyn SaveToFile>,
 }
 
 /// Where checkpoints of a run live.
@@ -117,7 +123,7 @@ pub fn save<A: Serialize>(run: &Path, snap: &Snapshot<'_>, state: &RunState<A>) 
         .write(dir.join("target.safetensors"))?;
     }
     if let Some(r) = snap.replay {
-        r.save(&dir.join("replay.bin"))?;
+        r.save_to(&dir.join("replay.bin"))?;
     }
     let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Log(e.to_string()))?;
     write_atomic(dir.join("state.json"), &json)?;

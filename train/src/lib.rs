@@ -8,8 +8,8 @@
 //! arguments), [`run`] (start or resume, device, environments, saving and Ctrl-C, export and
 //! evaluation at the end), [`network`] (the Nature CNN trunk), [`vecenv`] (environments),
 //! [`adam`], [`tensors`] (tensor creation on a device), [`seeds`], [`checkpoint`]
-//! (save/resume), [`logger`] (logs; [`tensorboard`] events) and [`eval`] (evaluation of the
-//! exported ONNX model).
+//! (save/resume), and [`logger`] (logs; [`tensorboard`] events). The final evaluation of the exported model is
+//! `play`'s own loop, [`cartridge_infer::session`].
 
 // Tests build CPU fixtures with tch's constructors; the crate itself goes through `tensors`.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
@@ -18,7 +18,6 @@ pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod dqn;
-pub mod eval;
 pub mod logger;
 pub mod network;
 pub mod ppo;

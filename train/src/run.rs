@@ -11,11 +11,11 @@ use std::time::Instant;
 use cartridge_contract::{key, onnx_key};
 use cartridge_export::{Algo, Metadata};
 use cartridge_infer::rom::Rom;
+use cartridge_infer::session::{evaluate, Evaluation};
 use tch::Device;
 
 use crate::checkpoint::{self, Loaded, RunState};
 use crate::config::{AlgoArgs, RunArgs, RESUME_FLAGS};
-use crate::eval::{evaluate, EvalReport};
 use crate::logger::RunLog;
 use crate::seeds::RunSeeds;
 use crate::vecenv::{AtariTrainEnv, VecEnv};
@@ -33,12 +33,16 @@ pub enum Outcome {
         /// Whether Ctrl-C stopped it early.
         interrupted: bool,
         /// Evaluation of the exported model (when finished and asked for).
-        eval: Option<EvalReport>,
+        eval: Option<Evaluation>,
     },
-    /// `train ppo --bench`.
-    Bench(crate::ppo::BenchReport),
-    /// `train dqn --bench`.
-    DqnBench(crate::dqn::DqnBenchReport),
+    /// `--bench`: the figures as JSON ([`crate::ppo::BenchReport`],
+    /// [`crate::dqn::DqnBenchReport`]), kept opaque so this module depends on no algorithm.
+    Bench(serde_json::Value),
+}
+
+/// A `--bench` report as the JSON [`Outcome::Bench`] carries.
+pub(crate) fn bench_json(report: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(report).map_err(|e| Error::Log(e.to_string()))
 }
 
 /// The training device and why it was chosen (the start line prints both).
@@ -408,7 +412,7 @@ fn evaluate_export(
     rom: &Rom,
     run: &RunArgs,
     ckpt: &cartridge_export::Checkpoint,
-) -> Result<Option<EvalReport>> {
+) -> Result<Option<Evaluation>> {
     let onnx = out.join("model.onnx");
     cartridge_export::write_onnx(ckpt, &[], &onnx)?;
     if run.eval_episodes == 0 {

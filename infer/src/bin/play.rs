@@ -14,8 +14,8 @@ use cartridge_infer::policy::{Algo, ModelOverrides, Policy};
 use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
 use cartridge_infer::record::GifRecorder;
 use cartridge_infer::rom::RomSearch;
-use cartridge_infer::seed::{self, Stream};
-use cartridge_infer::select::{ActionSelector, Selection};
+use cartridge_infer::select::Selection;
+use cartridge_infer::session::{Game, Observer, Session, SessionConfig};
 use cartridge_infer::stats::{percentile, process_cpu_seconds, ReturnStats};
 use cartridge_infer::window::{display_available, GameWindow, WindowEvent};
 
@@ -182,17 +182,25 @@ struct Summary {
     seed: u64,
 }
 
-/// The window side of a run: shows frames, remembers a quit request or a window error.
+/// What `play` watches while the session plays: the window (shows frames, remembers a quit
+/// request or a window error), the GIF recorder, decision timings, and the per-game lines.
 struct Screen {
+    game: String,
     window: Option<GameWindow>,
     quit: bool,
     error: Option<cartridge_infer::Error>,
     shown: u64,
     clock: Instant,
+    recorder: Option<GifRecorder>,
+    decision_ms: Vec<f64>,
+    preprocess_ms: Vec<f64>,
+    frames: u64,
+    episode_start: Instant,
+    max_frames: u64,
 }
 
-impl Screen {
-    fn frame(&mut self, rgb: &[u8], game: &str, episode: u32, score: i64) {
+impl Observer for Screen {
+    fn frame(&mut self, rgb: &[u8], episode: u32, score: i64) {
         let Some(w) = self.window.as_mut() else {
             return;
         };
@@ -204,7 +212,8 @@ impl Screen {
             let fps = 30.0 / self.clock.elapsed().as_secs_f64().max(1e-9);
             self.clock = Instant::now();
             w.set_title(&format!(
-                "Cartridge: {game} | episode {episode} | score {score} | {fps:.0} fps"
+                "Cartridge: {} | episode {episode} | score {score} | {fps:.0} fps",
+                self.game
             ));
         }
         match w.show(rgb) {
@@ -212,6 +221,41 @@ impl Screen {
             Ok(WindowEvent::Quit) => self.quit = true,
             Err(e) => self.error = Some(e),
         }
+    }
+
+    fn observe(&mut self, env: &AtariEnv) -> cartridge_infer::Result<()> {
+        match self.recorder.as_mut() {
+            Some(r) => r.push(env.pooled_rgb()),
+            None => Ok(()),
+        }
+    }
+
+    fn decision(&mut self, decision_ms: f64, preprocess_ms: f64) {
+        self.decision_ms.push(decision_ms);
+        self.preprocess_ms.push(preprocess_ms);
+    }
+
+    fn stop(&mut self) -> cartridge_infer::Result<bool> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(self.quit),
+        }
+    }
+
+    fn game_over(&mut self, episode: u32, game: &Game) {
+        self.frames += game.frames;
+        println!(
+            "episode {episode}: score {} frames {} seconds {:.2}{}",
+            game.score,
+            game.frames,
+            self.episode_start.elapsed().as_secs_f64(),
+            if game.frames >= self.max_frames {
+                " (time limit)"
+            } else {
+                ""
+            }
+        );
+        self.episode_start = Instant::now();
     }
 }
 
@@ -257,17 +301,7 @@ fn run() -> anyhow::Result<()> {
         allow_unknown: cfg.allow_unknown_rom,
     }
     .resolve(&cfg.rom)?;
-    let mut policy = Policy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
-    let emu = Emulator::new(
-        &rom,
-        EmulatorConfig::seeded(seed::stream(cfg.seed, Stream::Emulator), cfg.sticky),
-    )?;
-    policy.check_against(&rom, emu.minimal_action_set())?;
-    let info = policy.info().clone();
-    let selection = cfg
-        .selection_override
-        .unwrap_or_else(|| Selection::default_for(info.algo));
-    let mut selector = ActionSelector::new(selection, seed::stream(cfg.seed, Stream::Selector));
+    let policy = Policy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
     let env_cfg = AtariConfig {
         noop_max: cfg.noop_max,
         max_episode_frames: cfg.max_frames,
@@ -275,7 +309,17 @@ fn run() -> anyhow::Result<()> {
         ..AtariConfig::default()
     };
     let frame_ms = 1000 * env_cfg.frame_skip / 60;
-    let mut env = AtariEnv::new(emu, env_cfg, seed::stream(cfg.seed, Stream::NoopReset));
+    let mut session = Session::new(
+        policy,
+        &rom,
+        &SessionConfig {
+            seed: cfg.seed,
+            sticky: cfg.sticky,
+            selection: cfg.selection_override,
+            env: env_cfg,
+        },
+    )?;
+    let info = session.policy().info().clone();
     let window = if cfg.headless {
         None
     } else {
@@ -288,77 +332,36 @@ fn run() -> anyhow::Result<()> {
         }
     };
     let mut screen = Screen {
+        game: rom.game.clone(),
         window,
         quit: false,
         error: None,
         shown: 0,
         clock: Instant::now(),
+        recorder: cfg
+            .record
+            .as_deref()
+            .map(|p| GifRecorder::create(p, frame_ms))
+            .transpose()?,
+        decision_ms: Vec::new(),
+        preprocess_ms: Vec::new(),
+        frames: 0,
+        episode_start: Instant::now(),
+        max_frames: cfg.max_frames,
     };
-    let mut recorder = cfg
-        .record
-        .as_deref()
-        .map(|p| GifRecorder::create(p, frame_ms))
-        .transpose()?;
 
     let model_name = cfg.model.display().to_string();
-    let mut decision_ms = Vec::new();
-    let mut preprocess_ms = Vec::new();
-    let mut returns = Vec::new();
-    let mut total_frames = 0u64;
     let started = Instant::now();
     let cpu0 = process_cpu_seconds();
-
-    let mut episode = 0u32;
-    while !screen.quit && cfg.episodes.is_none_or(|n| episode < n) {
-        episode += 1;
-        let ep_start = Instant::now();
-        env.reset_observed(&mut |rgb| screen.frame(rgb, &rom.game, episode, 0));
-        if let Some(r) = recorder.as_mut() {
-            r.push(env.pooled_rgb())?;
-        }
-        loop {
-            let t0 = Instant::now();
-            let decision = policy.decide(env.obs())?;
-            let action = selector.select(&decision.scores);
-            let ms = t0.elapsed().as_secs_f64() * 1e3;
-            let pre = env.last_preprocess_ns() as f64 * 1e-6;
-            decision_ms.push(ms + pre);
-            preprocess_ms.push(pre);
-            let score = env.episode_return();
-            let step = env.step_observed(action, &mut |rgb| {
-                screen.frame(rgb, &rom.game, episode, score)
-            });
-            if let Some(r) = recorder.as_mut() {
-                r.push(env.pooled_rgb())?;
-            }
-            if let Some(e) = screen.error.take() {
-                return Err(e.into());
-            }
-            if step.game_over || screen.quit {
-                break;
-            }
-        }
-        let frames = env.episode_frames();
-        total_frames += frames;
-        if screen.quit {
-            // Closing the window mid-game ends the session; the partial game is not counted.
-            break;
-        }
-        returns.push(env.episode_return());
-        println!(
-            "episode {episode}: score {} frames {frames} seconds {:.2}{}",
-            env.episode_return(),
-            ep_start.elapsed().as_secs_f64(),
-            if frames >= cfg.max_frames {
-                " (time limit)"
-            } else {
-                ""
-            }
-        );
-    }
+    let games = session.play(cfg.episodes, &mut screen)?;
+    let returns: Vec<i64> = games.iter().map(|g| g.score).collect();
+    let total_frames = screen.frames;
+    let (mut decision_ms, mut preprocess_ms) = (screen.decision_ms, screen.preprocess_ms);
+    let recorder = screen.recorder;
+    let headless = screen.window.is_none();
     let wall_s = started.elapsed().as_secs_f64();
     let cpu_s = process_cpu_seconds() - cpu0;
-    if let Some(r) = recorder.take() {
+    if let Some(r) = recorder {
         let frames = r.frames();
         let path = r.finish()?;
         eprintln!("recorded {frames} frames to {}", path.display());
@@ -368,11 +371,7 @@ fn run() -> anyhow::Result<()> {
         game: rom.game.clone(),
         model: model_name,
         algo: info.algo.to_string(),
-        selection: match selection {
-            Selection::Sample => "sample".into(),
-            Selection::Greedy => "greedy".into(),
-            Selection::EpsilonGreedy(e) => format!("epsilon_greedy({e})"),
-        },
+        selection: session.selection().to_string(),
         episodes: returns.len(),
         mean_return: stats.mean,
         std_return: stats.std,
@@ -386,7 +385,7 @@ fn run() -> anyhow::Result<()> {
         decision_ms_p99: percentile(&mut decision_ms, 0.99),
         preprocess_ms_p50: percentile(&mut preprocess_ms, 0.5),
         cpu_percent: 100.0 * cpu_s / wall_s.max(1e-9),
-        headless: screen.window.is_none(),
+        headless,
         sticky: cfg.sticky,
         seed: cfg.seed,
     };

@@ -117,8 +117,7 @@ fn run() -> anyhow::Result<()> {
         }
     };
     match outcome {
-        Outcome::Bench(b) => println!("{}", serde_json::to_string(&b)?),
-        Outcome::DqnBench(b) => println!("{}", serde_json::to_string(&b)?),
+        Outcome::Bench(b) => println!("{b}"),
         Outcome::Trained {
             out,
             global_step,

@@ -48,7 +48,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkpoint::{self, RunState, Snapshot};
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
-    check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver, Start,
+    bench_json, check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver,
+    Start,
 };
 use crate::seeds::RunSeeds;
 use crate::{Error, Result};
@@ -104,8 +105,8 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     }
     start_episodes(&envs, &mut replay);
     if a.run.bench {
-        return bench::bench(&cfg, &mut agent, &mut envs, &mut replay, device)
-            .map(Outcome::DqnBench);
+        let report = bench::bench(&cfg, &mut agent, &mut envs, &mut replay, device)?;
+        return Ok(Outcome::Bench(bench_json(&report)?));
     }
 
     let mut log = RunLog::open(
@@ -217,7 +218,9 @@ fn save(
         },
         adam: &agent.adam,
         target: Some(agent.target.tensors()?),
-        replay: a.save_replay.then_some(replay),
+        replay: a
+            .save_replay
+            .then_some(replay as &dyn checkpoint::SaveToFile),
     };
     checkpoint::save(out, &snap, state)?;
     Ok(())

@@ -383,6 +383,12 @@ impl ReplayMemory {
     }
 }
 
+impl crate::checkpoint::SaveToFile for ReplayMemory {
+    fn save_to(&self, path: &Path) -> Result<()> {
+        self.save(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,8 @@ use crate::adam::Adam;
 use crate::checkpoint::{self, RunState, Snapshot};
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
-    check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver, Start,
+    bench_json, check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver,
+    Start,
 };
 use crate::seeds::RunSeeds;
 use crate::vecenv::{Episode, VecEnv};
@@ -173,7 +174,8 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
     };
     let first = state.iterations + 1;
     if run.bench {
-        return bench::run(&mut learner, first, env_threads).map(Outcome::Bench);
+        let report = bench::run(&mut learner, first, env_threads)?;
+        return Ok(Outcome::Bench(bench_json(&report)?));
     }
 
     let (batch_size, num_iterations) = (learner.cfg.batch_size, learner.cfg.num_iterations);
