@@ -305,8 +305,6 @@ pub struct AtariConfig {
     pub noop_max: u32,
     /// MaxAndSkip: emulated frames per agent step. baselines: 4.
     pub frame_skip: u32,
-    /// FrameStack depth. baselines: 4.
-    pub frame_stack: usize,
     /// EpisodicLife (training only): a lost life ends the learning episode, not the game.
     pub episodic_life: bool,
     /// ClipReward (training only): rewards become their sign.
@@ -325,7 +323,6 @@ impl Default for AtariConfig {
         Self {
             noop_max: 30,
             frame_skip: 4,
-            frame_stack: STACK,
             episodic_life: false,
             clip_reward: false,
             fire_on_life_loss: true,
@@ -381,7 +378,9 @@ impl<E: Console> AtariEnv<E> {
             .position(|&a| a == ACTION_FIRE)
             .filter(|_| emu.minimal_action_set().len() >= 3);
         Self {
-            stack: FrameStack::new(cfg.frame_stack),
+            // The depth is the model contract's (4, as baselines), not a setting: every
+            // consumer of an observation assumes it.
+            stack: FrameStack::new(STACK),
             emu,
             cfg,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -409,7 +408,7 @@ impl<E: Console> AtariEnv<E> {
         self.emu.minimal_action_set().len()
     }
 
-    /// The stacked observation `[frame_stack, 84, 84]` u8.
+    /// The stacked observation `[4, 84, 84]` u8.
     pub fn obs(&self) -> &[u8] {
         self.stack.obs()
     }
