@@ -300,7 +300,7 @@ impl FrameStack {
 /// (full games, no reward clipping).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AtariConfig {
-    /// NoopReset: up to this many no-op agent steps after a reset (uniform in `1..=noop_max`;
+    /// NoopReset: up to this many no-op emulated frames after a reset (uniform in `1..=noop_max`;
     /// 0 disables). baselines: 30.
     pub noop_max: u32,
     /// MaxAndSkip: emulated frames per agent step. baselines: 4.
@@ -471,8 +471,11 @@ impl<E: Console> AtariEnv<E> {
         self.stack.reset(&self.frame);
     }
 
-    /// A new game: emulator reset, counters zeroed, NoopReset (`1..=noop_max` no-ops; a game
-    /// that ends during them is reset again, as baselines' `NoopResetEnv`).
+    /// A new game: emulator reset, counters zeroed, NoopReset (`1..=noop_max` no-ops of one
+    /// emulated frame each; a game that ends during them is reset again). baselines' and
+    /// CleanRL's `NoopResetEnv` wraps the unskipped `NoFrameskip` environment inside
+    /// `MaxAndSkipEnv`, so each of its no-ops is one frame, and the observation after them is
+    /// the last frame, not max-pooled.
     fn new_game(&mut self, on_frame: &mut dyn FnMut(&[u8])) {
         self.emu.reset();
         self.episode_return = 0;
@@ -483,7 +486,7 @@ impl<E: Console> AtariEnv<E> {
             0
         };
         for _ in 0..noops {
-            self.skip(ACTION_NOOP, on_frame);
+            self.repeat(ACTION_NOOP, 1, on_frame);
             if self.emu.game_over() {
                 self.emu.reset();
                 self.episode_return = 0;
@@ -546,7 +549,13 @@ impl<E: Console> AtariEnv<E> {
     /// MaxAndSkip: repeats `ale_action` for `frame_skip` frames (fewer if the game ends), sums
     /// the reward, max-pools the last two RGB frames and warps the result into `self.frame`.
     fn skip(&mut self, ale_action: i32, on_frame: &mut dyn FnMut(&[u8])) -> i32 {
-        let skip = self.cfg.frame_skip.max(1) as usize;
+        self.repeat(ale_action, self.cfg.frame_skip.max(1) as usize, on_frame)
+    }
+
+    /// Repeats `ale_action` for `skip` frames (fewer if the game ends), sums the reward,
+    /// max-pools the last two RGB frames (the only one when `skip` is 1) and warps the result
+    /// into `self.frame`.
+    fn repeat(&mut self, ale_action: i32, skip: usize, on_frame: &mut dyn FnMut(&[u8])) -> i32 {
         let mut total = 0;
         let mut last = 0usize;
         let mut read = 0usize;
@@ -645,11 +654,56 @@ mod tests {
         }
     }
 
+    /// A console without FIRE (NOOP, UP, RIGHT) that never ends a game and counts frames.
+    #[derive(Debug, Default)]
+    struct Frames(u64);
+
+    impl Console for Frames {
+        fn minimal_action_set(&self) -> &[i32] {
+            &[0, 2, 3]
+        }
+        fn reset(&mut self) {
+            self.0 = 0;
+        }
+        fn act(&mut self, _action: i32) -> i32 {
+            self.0 += 1;
+            0
+        }
+        fn lives(&self) -> i32 {
+            3
+        }
+        fn game_over(&self) -> bool {
+            false
+        }
+        fn screen_rgb(&self, out: &mut [u8]) {
+            out.fill(0);
+        }
+    }
+
+    #[test]
+    fn noop_reset_takes_1_to_30_single_frames() {
+        // baselines' NoopResetEnv sits inside MaxAndSkipEnv: its no-ops are single frames, so
+        // a reset without FIRE takes 1..=30 frames (4-frame no-ops would give 4, 8, ..., 120).
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let mut env = AtariEnv::new(Frames::default(), AtariConfig::default(), seed);
+            env.reset();
+            assert_eq!(env.episode_frames(), env.emulator().0);
+            seen.insert(env.episode_frames());
+        }
+        assert_eq!(
+            seen,
+            (1..=30).collect(),
+            "every count of 1..=30 no-op frames"
+        );
+    }
+
     #[test]
     fn a_game_ending_during_fire_reset_starts_a_new_game() {
-        // Training wrappers, NoopReset fixed at 1 no-op: a reset is NOOP, FIRE, RIGHT = 12
-        // frames. Game 0 loses a life at frame 16 (the first agent step) and its last life at
-        // frame 22, inside the FireReset of the next learning episode (NOOP 17-20, FIRE 21-22).
+        // Training wrappers, NoopReset fixed at 1 no-op: a reset is NOOP (one frame), FIRE,
+        // RIGHT (4 frames each) = 9 frames. Game 0 loses a life at frame 13 (the first agent
+        // step, frames 10-13) and its last life at frame 19, inside the FireReset of the next
+        // learning episode (EpisodicLife's NOOP step 14-17, FIRE 18-19).
         let cfg = AtariConfig {
             noop_max: 1,
             episodic_life: true,
@@ -657,27 +711,28 @@ mod tests {
             fire_on_life_loss: false,
             ..AtariConfig::default()
         };
-        let mut env = AtariEnv::new(Scripted::new(vec![vec![16, 22]]), cfg, 1);
+        let mut env = AtariEnv::new(Scripted::new(vec![vec![13, 19]]), cfg, 1);
         env.reset();
-        assert_eq!((env.episode_frames(), env.episode_return()), (12, 12));
+        assert_eq!((env.episode_frames(), env.episode_return()), (9, 9));
         let s = env.step(1);
         assert!(s.terminated && !s.game_over, "{s:?}");
         env.reset();
         // A new game: reset again, with its NoopReset and FireReset, counters from zero.
         assert_eq!(env.emulator().resets, 2);
         assert_eq!(env.emulator().lives, 2);
-        assert_eq!((env.episode_frames(), env.episode_return()), (12, 12));
+        assert_eq!((env.episode_frames(), env.episode_return()), (9, 9));
     }
 
     #[test]
     fn plays_automatic_fire_counts_in_the_steps_raw_reward() {
-        // Play's wrappers: a lost life (frame 16) is followed by an automatic FIRE (4 frames),
-        // whose reward belongs to the step; a FIRE that ends the game ends the step's game.
+        // Play's wrappers: reset = 1 no-op frame + FIRE + RIGHT = 9 frames; a lost life (frame
+        // 13, the step's last) is followed by an automatic FIRE (frames 14-17), whose reward
+        // belongs to the step; a FIRE that ends the game (frame 15) ends the step's game.
         let cfg = AtariConfig {
             noop_max: 1,
             ..AtariConfig::default()
         };
-        let mut env = AtariEnv::new(Scripted::new(vec![vec![16, 18]]), cfg, 1);
+        let mut env = AtariEnv::new(Scripted::new(vec![vec![13, 15]]), cfg, 1);
         env.reset();
         let s = env.step(2);
         assert_eq!(
@@ -685,7 +740,7 @@ mod tests {
             "4 frames of the step + 2 of the FIRE before game over"
         );
         assert!(s.game_over && s.terminated, "{s:?}");
-        assert_eq!(env.episode_return(), 12 + 6);
+        assert_eq!(env.episode_return(), 9 + 6);
     }
 
     #[test]

@@ -211,7 +211,11 @@ fn record_writes_an_animated_gif() {
         .map(|d| image::AnimationDecoder::into_frames(d).count())
         .expect("decodable gif");
     assert!(frames > 50, "only {frames} GIF frames");
-    assert_eq!(s["frames"].as_u64(), Some(400));
+    // The limit is checked after each 4-frame step (plus play's automatic FIRE after a lost
+    // life, 4 more), and NoopReset's single-frame no-ops shift the steps' phase: the game
+    // stops less than 8 frames past 400.
+    let played = s["frames"].as_u64().expect("frames");
+    assert!((400..408).contains(&played), "{played} frames");
     // No temporary file left beside it.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .expect("dir")

@@ -133,7 +133,9 @@ fn window_shows_breakout_at_60_fps() {
     let s: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("summary")).expect("json summary");
     assert_eq!(s["headless"], false);
-    assert_eq!(s["frames"], 480);
+    // 480 frames, give or take one step and play's automatic FIRE (see play.rs).
+    let frames = s["frames"].as_u64().expect("frames");
+    assert!((480..488).contains(&frames), "{frames} frames");
     let fps = s["emulator_fps"].as_f64().expect("fps");
     assert!(
         (40.0..=62.0).contains(&fps),

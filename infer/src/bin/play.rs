@@ -75,7 +75,7 @@ struct Args {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// NoopReset: at most this many no-op steps at the start of an episode (0 disables).
+    /// NoopReset: at most this many no-op frames at the start of a game (0 disables).
     #[arg(long, default_value_t = 30)]
     noop_max: u32,
 }
