@@ -296,7 +296,7 @@ line=$(json gpu "$SMI_RC" "$SMI" "$TORCH_JSON" "$LIBTORCH_CUDA" "$NPROC") || GPU
 record gpu "$GPU_RC" "$line"
 
 # --- checks: throughput ------------------------------------------------------------------
-PPO_KEYS=steps_per_s,env_s,inference_s,update_s
+PPO_KEYS=steps_per_s,env_s,env_busy_s,inference_s,update_s
 run_phase ppo_bench_8 "$TRAIN" ppo --rom breakout --bench --device cuda
 emit ppo_bench_8 bench "$PPO_KEYS" "$OUT/ppo_bench_8.json"
 

@@ -116,7 +116,13 @@ enum Command {
 
 /// A worker's answer to a command: its transitions, or the environment that panicked and the
 /// panic message (the worker exits after sending it).
-type Reply = (usize, std::result::Result<Vec<Transition>, (usize, String)>);
+/// A worker's answer: its index, the seconds it spent on the command, its transitions or its
+/// failure (environment index, message).
+type Reply = (
+    usize,
+    f64,
+    std::result::Result<Vec<Transition>, (usize, String)>,
+);
 
 /// A raw pointer to the shared observation buffers, handed to workers.
 #[derive(Clone, Copy)]
@@ -142,6 +148,7 @@ pub struct VecEnv {
     workers: Vec<JoinHandle<()>>,
     /// The first environment that failed and why.
     failed: Option<(usize, String)>,
+    busy_s: f64,
 }
 
 impl std::fmt::Debug for VecEnv {
@@ -203,6 +210,7 @@ impl VecEnv {
             ranges,
             workers,
             failed: None,
+            busy_s: 0.0,
         };
         v.broadcast(|_| Command::Reset)?;
         Ok(v)
@@ -239,6 +247,13 @@ impl VecEnv {
         &self.final_obs[i * OBS_LEN..(i + 1) * OBS_LEN]
     }
 
+    /// Seconds the busiest worker spent stepping and resetting environments, summed over the
+    /// calls since the last `take_busy_s` (the critical path of the work itself: a caller's
+    /// wall time beyond it is hand-over and waiting). Resets the sum.
+    pub fn take_busy_s(&mut self) -> f64 {
+        std::mem::take(&mut self.busy_s)
+    }
+
     /// Steps every environment with `actions[i]`; returns the N transitions.
     pub fn step(&mut self, actions: &[usize]) -> Result<&[Transition]> {
         if actions.len() != self.n {
@@ -273,12 +288,14 @@ impl VecEnv {
                     .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
             }
         }
+        let mut busiest = 0f64;
         for _ in 0..sent {
-            let Ok((w, reply)) = self.replies.recv() else {
+            let Ok((w, busy, reply)) = self.replies.recv() else {
                 self.failed
                     .get_or_insert((0, "every worker thread is gone".into()));
                 break;
             };
+            busiest = busiest.max(busy);
             match reply {
                 Ok(ts) => {
                     let r = self.ranges[w].clone();
@@ -289,6 +306,7 @@ impl VecEnv {
                 }
             }
         }
+        self.busy_s += busiest;
         match &self.failed {
             Some((env, message)) => Err(Error::Env {
                 env: *env,
@@ -322,6 +340,7 @@ fn worker<E: Environment>(
         unsafe { std::slice::from_raw_parts_mut(base.add((first + i) * OBS_LEN), OBS_LEN) }
     };
     while let Ok(cmd) = rx.recv() {
+        let started = std::time::Instant::now();
         let mut out = Vec::with_capacity(envs.len());
         let mut failure = None;
         for (i, e) in envs.iter_mut().enumerate() {
@@ -355,7 +374,8 @@ fn worker<E: Environment>(
             Some(f) => Err(f),
             None => Ok(out),
         };
-        if reply.send((id, msg)).is_err() || dead {
+        let busy = started.elapsed().as_secs_f64();
+        if reply.send((id, busy, msg)).is_err() || dead {
             return;
         }
     }
@@ -398,6 +418,43 @@ mod tests {
             obs.fill(self.steps as u8);
             Transition::default()
         }
+    }
+
+    /// Sleeps `ms` milliseconds per step.
+    struct Slow {
+        ms: u64,
+    }
+
+    impl Environment for Slow {
+        fn num_actions(&self) -> usize {
+            2
+        }
+        fn reset(&mut self, obs: &mut [u8]) {
+            obs.fill(0);
+        }
+        fn step(&mut self, _action: usize, _obs: &mut [u8]) -> Transition {
+            std::thread::sleep(Duration::from_millis(self.ms));
+            Transition::default()
+        }
+    }
+
+    #[test]
+    fn busy_time_is_the_busiest_workers_per_step() {
+        // Two workers: env 0 sleeps 3 ms a step, env 1 2 ms, in parallel. Per step the busiest
+        // worker took at least 3 ms, so 5 steps take at least 15 ms of busy time, and the busy
+        // time cannot exceed the wall time of the steps (the two workers' sum, >= 25 ms, would).
+        let envs = vec![Slow { ms: 3 }, Slow { ms: 2 }];
+        let mut v = VecEnv::new(envs, 2).expect("vecenv");
+        v.take_busy_s();
+        let t0 = std::time::Instant::now();
+        for _ in 0..5 {
+            v.step(&[0, 0]).expect("step");
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let busy = v.take_busy_s();
+        assert!(busy >= 0.015, "busy {busy}");
+        assert!(busy <= wall, "busy {busy} > wall {wall}");
+        assert_eq!(v.take_busy_s(), 0.0, "taking resets the sum");
     }
 
     #[test]

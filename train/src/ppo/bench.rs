@@ -27,6 +27,9 @@ pub struct BenchReport {
     pub steps_per_s: f64,
     /// Seconds per iteration stepping environments.
     pub env_s: f64,
+    /// Of `env_s`, the seconds the busiest worker spent stepping (the work itself; the rest
+    /// is hand-over and waiting).
+    pub env_busy_s: f64,
     /// Seconds per iteration in rollout inference.
     pub inference_s: f64,
     /// Seconds per iteration in GAE + update.
@@ -41,6 +44,7 @@ pub fn run(learner: &mut Learner, first: u64, env_threads: usize) -> Result<Benc
     for iteration in first + 1..=first + MEASURED {
         let t = learner.iteration(iteration)?.timings;
         total.env_s += t.env_s;
+        total.env_busy_s += t.env_busy_s;
         total.inference_s += t.inference_s;
         total.update_s += t.update_s;
     }
@@ -54,6 +58,7 @@ pub fn run(learner: &mut Learner, first: u64, env_threads: usize) -> Result<Benc
         iterations: MEASURED,
         steps_per_s: steps as f64 / started.elapsed().as_secs_f64(),
         env_s: per(total.env_s),
+        env_busy_s: per(total.env_busy_s),
         inference_s: per(total.inference_s),
         update_s: per(total.update_s),
     })

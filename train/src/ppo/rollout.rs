@@ -25,6 +25,9 @@ pub fn bootstraps(tr: &Transition) -> bool {
 pub struct Timings {
     /// Stepping environments (workers) and copying observations.
     pub env_s: f64,
+    /// Of `env_s`, the busiest worker's own stepping ([`VecEnv::take_busy_s`]); the rest is
+    /// hand-over, waiting and the main thread's copies.
+    pub env_busy_s: f64,
     /// Policy forward passes during the rollout.
     pub inference_s: f64,
     /// GAE and the minibatch updates.
@@ -44,6 +47,7 @@ pub fn rollout(
     let t_len = storage.obs.size()[0];
     storage.rewards.clear();
     storage.dones.clear();
+    envs.take_busy_s();
     let mut episodes = Vec::new();
     for t in 0..t_len {
         let t0 = Instant::now();
@@ -89,6 +93,7 @@ pub fn rollout(
         timings.env_s += ((t1 - t0) + (t3 - t2) + t3.elapsed()).as_secs_f64();
         timings.inference_s += (t2 - t1).as_secs_f64();
     }
+    timings.env_busy_s += envs.take_busy_s();
     let t0 = Instant::now();
     let obs = storage.uploader.upload(&[envs.obs()], &OBS_DIMS)?;
     let next_value: Vec<f32> =
