@@ -183,14 +183,8 @@ pub fn metrics_columns(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
 /// Every TensorBoard scalar series of a run as the `tensorboard` package loads the run
 /// folder (`EventAccumulator`, which checks each record's CRCs and applies restarts).
 pub fn tensorboard_scalars(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
-    let script = r#"
-import json, sys
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
-acc.Reload()
-print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}))
-"#;
-    let o = run(Command::new(venv_python()).arg("-c").arg(script).arg(dir));
+    let script = root().join("tests/tensorboard_scalars.py");
+    let o = run(Command::new(venv_python()).arg(script).arg(dir));
     assert!(o.status.success(), "tensorboard: {:?}", texts(&o));
     let series: BTreeMap<String, Vec<(i64, f64)>> =
         serde_json::from_slice(&o.stdout).expect("json");

@@ -18,15 +18,8 @@ fn venv_python() -> PathBuf {
 
 /// Every scalar series in `dir` as TensorBoard's `EventAccumulator` loads it.
 fn read_scalars(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
-    let script = r#"
-import json, sys
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0})
-acc.Reload()
-print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}))
-"#;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tensorboard_scalars.py");
     let o = Command::new(venv_python())
-        .arg("-c")
         .arg(script)
         .arg(dir)
         .output()
