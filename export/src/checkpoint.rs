@@ -93,7 +93,16 @@ impl Metadata {
     /// The safetensors `__metadata__` map: every key of [`METADATA_KEYS`], including
     /// `format_version` = [`FORMAT_VERSION`].
     pub fn to_map(&self) -> HashMap<String, String> {
-        let pairs = [
+        self.pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    }
+
+    /// Every `(key, value)` of [`METADATA_KEYS`], in that order (the ONNX `metadata_props`
+    /// carry the same pairs but `args`).
+    pub fn pairs(&self) -> [(&'static str, String); 12] {
+        [
             (key::FORMAT_VERSION, FORMAT_VERSION.to_owned()),
             (key::ALGO, self.algo.as_str().to_owned()),
             (key::GAME, self.game.clone()),
@@ -106,8 +115,7 @@ impl Metadata {
             (key::GLOBAL_STEP, self.global_step.to_string()),
             (key::SEED, self.seed.to_string()),
             (key::ARGS, self.args.clone()),
-        ];
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        ]
     }
 
     /// Parses and validates a `__metadata__` map. Keys outside [`METADATA_KEYS`] are ignored

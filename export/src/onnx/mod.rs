@@ -22,7 +22,6 @@ use prost::Message;
 use cartridge_contract::{key, onnx_key, tensor, OBS_SHAPE};
 
 use crate::arch::{Algo, ACTOR, CONV_LAYERS, CRITIC, FC, Q_HEAD};
-use crate::checkpoint::FORMAT_VERSION;
 use crate::{write_atomic, Checkpoint, Error, Metadata, Result, Tensor};
 use proto::tensor_shape_proto::{dimension, Dimension};
 use proto::{
@@ -44,27 +43,16 @@ pub const BATCH_DIM: &str = "batch";
 /// Prefix of every metadata key Cartridge writes.
 pub const META_PREFIX: &str = cartridge_contract::ONNX_PREFIX;
 
-/// The standard `metadata_props` of a model built from `meta`, in order:
-/// `cartridge.algo`, `game`, `rom_md5`, `actions` (ALE ids, comma separated), `frame_skip`,
-/// `frame_stack`, `obs`, `global_step` (agent steps trained, as in the checkpoint), `arch`, `seed`,
-/// `format_version`.
+/// The standard `metadata_props` of a model built from `meta`: the checkpoint's metadata
+/// pairs ([`Metadata::pairs`], in that order) but `args`, each key under `cartridge.`
+/// (`cartridge.format_version`, `algo`, `game`, `rom_md5`, `actions` (ALE ids, comma
+/// separated), `arch`, `frame_skip`, `frame_stack`, `obs`, `global_step`, `seed`).
 pub fn metadata_props(meta: &Metadata) -> Vec<(String, String)> {
-    [
-        (key::ALGO, meta.algo.as_str().to_owned()),
-        (key::GAME, meta.game.clone()),
-        (key::ROM_MD5, meta.rom_md5.clone()),
-        (key::ACTIONS, meta.actions_string()),
-        (key::FRAME_SKIP, meta.frame_skip.to_string()),
-        (key::FRAME_STACK, meta.frame_stack.to_string()),
-        (key::OBS, meta.obs.clone()),
-        (key::GLOBAL_STEP, meta.global_step.to_string()),
-        (key::ARCH, meta.arch.clone()),
-        (key::SEED, meta.seed.to_string()),
-        (key::FORMAT_VERSION, FORMAT_VERSION.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (onnx_key(k), v))
-    .collect()
+    meta.pairs()
+        .into_iter()
+        .filter(|(k, _)| *k != key::ARGS)
+        .map(|(k, v)| (onnx_key(k), v))
+        .collect()
 }
 
 /// Builds the ONNX model for `ckpt` (see the module docs), with `extra_meta` appended to
