@@ -304,6 +304,14 @@ run_phase ppo_bench_64 "$TRAIN" ppo --rom breakout --bench --device cuda \
     --num-envs 64 --env-threads "$NPROC"
 emit ppo_bench_64 bench "$PPO_KEYS" "$OUT/ppo_bench_64.json"
 
+# The same two with the rollout pipelined in 2 environment groups (--env-groups 2).
+run_phase ppo_bench_8_groups2 "$TRAIN" ppo --rom breakout --bench --device cuda --env-groups 2
+emit ppo_bench_8_groups2 bench "$PPO_KEYS" "$OUT/ppo_bench_8_groups2.json"
+
+run_phase ppo_bench_64_groups2 "$TRAIN" ppo --rom breakout --bench --device cuda \
+    --num-envs 64 --env-threads "$NPROC" --env-groups 2
+emit ppo_bench_64_groups2 bench "$PPO_KEYS" "$OUT/ppo_bench_64_groups2.json"
+
 run_phase dqn_bench "$TRAIN" dqn --rom breakout --bench --device cuda \
     --buffer-size 20000 --learning-starts 1000
 emit dqn_bench bench fill_steps_per_s,train_steps_per_s,gradient_steps_per_s,peak_rss_bytes \

@@ -20,8 +20,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this folder at its saved global step. The saved learning arguments
-    /// are kept; only --device, --threads, --env-threads, --eval-episodes, --save-every and
-    /// --total-timesteps (to extend the run) may be given, any other flag is refused.
+    /// are kept; only --device, --threads, --env-threads, --env-groups, --eval-episodes,
+    /// --save-every and --total-timesteps (to extend the run) may be given, any other flag is
+    /// refused.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Seed of the experiment (environments, initial weights, sampling).
@@ -36,6 +37,13 @@ pub struct RunArgs {
     /// Environment worker threads (default: min(num_envs, cores)).
     #[arg(long)]
     pub env_threads: Option<usize>,
+    /// PPO's rollout in a pipeline of this many environment groups (EnvPool's asynchronous
+    /// idea): the policy acts for one group while the others step. 1 steps all environments
+    /// in lock-step with one batched forward pass (CleanRL's loop). At most --env-threads;
+    /// run-time only, the learning is the same.
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one")]
+    pub env_groups: usize,
     /// Save a checkpoint every this many agent steps (and at the end, and on Ctrl-C).
     #[arg(long, default_value_t = 500_000)]
     pub save_every: u64,
@@ -56,11 +64,12 @@ pub struct RunArgs {
 }
 
 /// Flags a resume takes from its command line (clap ids); every other given flag is refused.
-pub const RESUME_FLAGS: [&str; 7] = [
+pub const RESUME_FLAGS: [&str; 8] = [
     "resume",
     "device",
     "threads",
     "env_threads",
+    "env_groups",
     "eval_episodes",
     "save_every",
     "total_timesteps",
@@ -78,8 +87,15 @@ impl RunArgs {
         if self.save_every == 0 {
             return Err(Error::Config("--save-every must be at least 1".into()));
         }
+        if self.env_groups == 0 {
+            return Err(Error::Config("--env-groups must be at least 1".into()));
+        }
         Ok(())
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Arguments of one algorithm, holding the shared [`RunArgs`].

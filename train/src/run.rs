@@ -165,7 +165,7 @@ pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
             {
                 return Err(Error::Config(format!(
                     "--{} cannot be given with --resume: a resumed run keeps its saved learning \
-                     arguments (see {}); only --device, --threads, --env-threads, \
+                     arguments (see {}); only --device, --threads, --env-threads, --env-groups, \
                      --eval-episodes, --save-every and --total-timesteps may change. Drop it, or \
                      start a new run with --out",
                     flag.replace('_', "-"),
@@ -189,6 +189,7 @@ pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
             saved.device.clone_from(&run.device);
             saved.threads = run.threads;
             saved.env_threads = run.env_threads;
+            saved.env_groups = run.env_groups;
             saved.eval_episodes = run.eval_episodes;
             if run.given.iter().any(|f| f == "save_every") {
                 saved.save_every = run.save_every;
@@ -266,7 +267,8 @@ pub(crate) fn make_envs(
         .env_threads
         .unwrap_or_else(|| cores().min(num_envs))
         .max(1);
-    Ok((VecEnv::new(envs, threads)?, actions, threads))
+    let envs = VecEnv::new(envs, threads)?.with_groups(run.env_groups);
+    Ok((envs, actions, threads))
 }
 
 /// Refuses a checkpoint whose action set is not `rom`'s.

@@ -114,15 +114,9 @@ enum Command {
     Step(Vec<usize>),
 }
 
-/// A worker's answer to a command: its transitions, or the environment that panicked and the
-/// panic message (the worker exits after sending it).
-/// A worker's answer: its index, the seconds it spent on the command, its transitions or its
-/// failure (environment index, message).
-type Reply = (
-    usize,
-    f64,
-    std::result::Result<Vec<Transition>, (usize, String)>,
-);
+/// A worker's answer to a command: the seconds it spent on it, and its transitions or the
+/// environment that panicked and the panic message (the worker exits after sending it).
+type Reply = (f64, std::result::Result<Vec<Transition>, (usize, String)>);
 
 /// A raw pointer to the shared observation buffers, handed to workers.
 #[derive(Clone, Copy)]
@@ -131,24 +125,38 @@ struct Buffers {
     final_obs: *mut u8,
 }
 // SAFETY: workers write only their own environments' disjoint slices, and only between
-// receiving a command and replying; the owner does not touch the buffers in that window
-// (`VecEnv::step` holds `&mut self` and waits for every reply).
+// receiving a command and replying; the owner reads environments' slices only while their
+// worker has no command in flight (`VecEnv::idle_slice`, `VecEnv::obs`), and drops the buffers only
+// after joining the workers.
 unsafe impl Send for Buffers {}
 
 /// N environments on persistent worker threads.
+///
+/// Each worker owns a contiguous chunk of environments, and the workers form
+/// [`Self::groups`] contiguous groups (one by default, [`Self::with_groups`] for more).
+/// [`Self::step`] steps every environment and waits; [`Self::send_step`] and [`Self::wait`]
+/// step one group while the caller works on another (EnvPool's asynchronous mode). A group's
+/// observations, final observations and transitions are readable only while it is not
+/// stepping.
 pub struct VecEnv {
     n: usize,
     num_actions: usize,
     obs: Vec<u8>,
-    final_obs: Vec<u8>,
+    /// Owns the memory behind `bufs.final_obs` (read through it).
+    _final_obs: Vec<u8>,
+    bufs: Buffers,
     transitions: Vec<Transition>,
     senders: Vec<Sender<Command>>,
-    replies: Receiver<Reply>,
+    replies: Vec<Receiver<Reply>>,
+    /// Environments of each worker.
     ranges: Vec<std::ops::Range<usize>>,
+    /// Workers of each group.
+    groups: Vec<std::ops::Range<usize>>,
+    in_flight: Vec<bool>,
     workers: Vec<JoinHandle<()>>,
     /// The first environment that failed and why.
     failed: Option<(usize, String)>,
-    busy_s: f64,
+    busy_s: Vec<f64>,
 }
 
 impl std::fmt::Debug for VecEnv {
@@ -156,6 +164,7 @@ impl std::fmt::Debug for VecEnv {
         f.debug_struct("VecEnv")
             .field("n", &self.n)
             .field("threads", &self.workers.len())
+            .field("groups", &self.groups.len())
             .finish()
     }
 }
@@ -180,7 +189,7 @@ impl VecEnv {
             obs: obs.as_mut_ptr(),
             final_obs: final_obs.as_mut_ptr(),
         };
-        let (reply_tx, replies) = channel();
+        let mut replies = Vec::new();
         let mut senders = Vec::new();
         let mut ranges = Vec::new();
         let mut workers = Vec::new();
@@ -190,12 +199,13 @@ impl VecEnv {
             let hi = (w + 1) * n / threads;
             let mine: Vec<E> = envs.by_ref().take(hi - lo).collect();
             let (tx, rx) = channel::<Command>();
-            let reply_tx = reply_tx.clone();
+            let (reply_tx, reply_rx) = channel();
             let handle = std::thread::Builder::new()
                 .name(format!("env-worker-{w}"))
-                .spawn(move || worker(w, lo, mine, bufs, rx, reply_tx))
+                .spawn(move || worker(lo, mine, bufs, rx, reply_tx))
                 .map_err(Error::Io)?;
             senders.push(tx);
+            replies.push(reply_rx);
             ranges.push(lo..hi);
             workers.push(handle);
         }
@@ -203,14 +213,17 @@ impl VecEnv {
             n,
             num_actions,
             obs,
-            final_obs,
+            _final_obs: final_obs,
+            bufs,
             transitions: vec![Transition::default(); n],
             senders,
             replies,
+            in_flight: vec![false; threads],
             ranges,
+            groups: std::iter::once(0..threads).collect(),
             workers,
             failed: None,
-            busy_s: 0.0,
+            busy_s: vec![0.0; threads],
         };
         v.broadcast(|_| Command::Reset)?;
         Ok(v)
@@ -232,7 +245,14 @@ impl VecEnv {
     }
 
     /// Current observations `[N, 4, 84, 84]` u8.
+    ///
+    /// # Panics
+    /// If a group is stepping ([`Self::send_step`] without [`Self::wait`]).
     pub fn obs(&self) -> &[u8] {
+        assert!(
+            !self.in_flight.contains(&true),
+            "VecEnv::obs while a group is stepping"
+        );
         &self.obs
     }
 
@@ -243,15 +263,67 @@ impl VecEnv {
 
     /// Final observation `[4, 84, 84]` of env `i`'s last ended (terminated or truncated)
     /// episode.
+    ///
+    /// # Panics
+    /// If env `i`'s group is stepping.
     pub fn final_obs(&self, i: usize) -> &[u8] {
-        &self.final_obs[i * OBS_LEN..(i + 1) * OBS_LEN]
+        self.idle_slice(self.bufs.final_obs, i..i + 1)
     }
 
-    /// Seconds the busiest worker spent stepping and resetting environments, summed over the
-    /// calls since the last `take_busy_s` (the critical path of the work itself: a caller's
-    /// wall time beyond it is hand-over and waiting). Resets the sum.
+    /// The same environments in `groups` groups of contiguous workers (clamped to 1..=the
+    /// number of workers), for [`Self::send_step`] and [`Self::wait`].
+    pub fn with_groups(mut self, groups: usize) -> Self {
+        let w = self.workers.len();
+        let k = groups.clamp(1, w);
+        self.groups = (0..k).map(|g| g * w / k..(g + 1) * w / k).collect();
+        self
+    }
+
+    /// Number of groups.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The environments of group `g`, a contiguous range of indices.
+    pub fn group(&self, g: usize) -> std::ops::Range<usize> {
+        let w = &self.groups[g];
+        self.ranges[w.start].start..self.ranges[w.end - 1].end
+    }
+
+    /// Current observations of group `g`, `[len of group, 4, 84, 84]` u8.
+    ///
+    /// # Panics
+    /// If group `g` is stepping.
+    pub fn group_obs(&self, g: usize) -> &[u8] {
+        self.idle_slice(self.bufs.obs, self.group(g))
+    }
+
+    /// Bytes of environments `envs` in `base` (one of the shared buffers), whose workers must
+    /// not be stepping.
+    fn idle_slice(&self, base: *mut u8, envs: std::ops::Range<usize>) -> &[u8] {
+        let stepping = self
+            .ranges
+            .iter()
+            .zip(&self.in_flight)
+            .any(|(r, &busy)| busy && r.start < envs.end && envs.start < r.end);
+        assert!(
+            envs.end <= self.n && !stepping,
+            "VecEnv: environments {envs:?} are stepping or out of range"
+        );
+        // SAFETY: `base` is one of the two N * OBS_LEN buffers this VecEnv owns and the range
+        // is inside it; no worker owning one of these environments has a command in flight
+        // (checked above), so nothing writes these bytes while the returned borrow of `self`
+        // lives (commands are sent only through `&mut self`).
+        unsafe { std::slice::from_raw_parts(base.add(envs.start * OBS_LEN), envs.len() * OBS_LEN) }
+    }
+
+    /// Seconds the busiest worker spent stepping and resetting environments since the last
+    /// `take_busy_s` (the critical path of the work itself: a caller's wall time beyond it is
+    /// hand-over and waiting). Resets every worker's sum.
     pub fn take_busy_s(&mut self) -> f64 {
-        std::mem::take(&mut self.busy_s)
+        let busiest = self.busy_s.iter().copied().fold(0.0, f64::max);
+        self.busy_s.fill(0.0);
+        busiest
     }
 
     /// Steps every environment with `actions[i]`; returns the N transitions.
@@ -263,50 +335,95 @@ impl VecEnv {
                 self.n
             )));
         }
-        let ranges = self.ranges.clone();
-        self.broadcast(|w| Command::Step(actions[ranges[w].clone()].to_vec()))?;
+        self.failure()?;
+        for w in 0..self.workers.len() {
+            let r = self.ranges[w].clone();
+            self.send(w, Command::Step(actions[r].to_vec()));
+        }
+        self.wait_all()?;
         Ok(&self.transitions)
     }
 
-    /// Sends one command per worker and waits for every reply. A worker whose environment
-    /// panicked replies with the panic and exits; the other replies are still collected (so
-    /// no worker writes the buffers after this returns), then the first failure is returned,
-    /// and every later call fails at once.
-    fn broadcast(&mut self, cmd: impl Fn(usize) -> Command) -> Result<()> {
-        if let Some(e) = &self.failed {
-            return Err(Error::Env {
-                env: e.0,
-                message: format!("{} (an earlier failure)", e.1),
-            });
+    /// Starts stepping group `g` with `actions` (one per environment of the group) and
+    /// returns at once; [`Self::wait`] collects the result.
+    pub fn send_step(&mut self, g: usize, actions: &[usize]) -> Result<()> {
+        let envs = self.group(g);
+        let workers = self.groups[g].clone();
+        if actions.len() != envs.len() || self.in_flight[workers.clone()].contains(&true) {
+            return Err(Error::Config(format!(
+                "group {g}: {} actions for {} environments{}",
+                actions.len(),
+                envs.len(),
+                if self.in_flight[workers].contains(&true) {
+                    ", and it is already stepping"
+                } else {
+                    ""
+                }
+            )));
         }
-        let mut sent = 0;
-        for (w, s) in self.senders.iter().enumerate() {
-            if s.send(cmd(w)).is_ok() {
-                sent += 1;
-            } else {
-                self.failed
-                    .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
+        self.failure()?;
+        for w in workers {
+            let r = self.ranges[w].clone();
+            let cmd = Command::Step(actions[r.start - envs.start..r.end - envs.start].to_vec());
+            self.send(w, cmd);
+        }
+        self.failure()
+    }
+
+    /// Waits for group `g`'s step (started by [`Self::send_step`]) and returns its
+    /// transitions; a group that is not stepping returns its last ones.
+    pub fn wait(&mut self, g: usize) -> Result<&[Transition]> {
+        for w in self.groups[g].clone() {
+            self.receive(w);
+        }
+        self.failure()?;
+        Ok(&self.transitions[self.group(g)])
+    }
+
+    /// Sends `cmd` to worker `w`; a worker that is gone is recorded as the failure.
+    fn send(&mut self, w: usize, cmd: Command) {
+        if self.senders[w].send(cmd).is_ok() {
+            self.in_flight[w] = true;
+        } else {
+            self.failed
+                .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
+        }
+    }
+
+    /// Collects worker `w`'s reply if it has a command in flight. A worker whose environment
+    /// panicked replies with the panic and exits.
+    fn receive(&mut self, w: usize) {
+        if !std::mem::take(&mut self.in_flight[w]) {
+            return;
+        }
+        let Ok((busy, reply)) = self.replies[w].recv() else {
+            self.failed
+                .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
+            return;
+        };
+        self.busy_s[w] += busy;
+        match reply {
+            Ok(ts) => {
+                let r = self.ranges[w].clone();
+                self.transitions[r].copy_from_slice(&ts);
+            }
+            Err(e) => {
+                self.failed.get_or_insert(e);
             }
         }
-        let mut busiest = 0f64;
-        for _ in 0..sent {
-            let Ok((w, busy, reply)) = self.replies.recv() else {
-                self.failed
-                    .get_or_insert((0, "every worker thread is gone".into()));
-                break;
-            };
-            busiest = busiest.max(busy);
-            match reply {
-                Ok(ts) => {
-                    let r = self.ranges[w].clone();
-                    self.transitions[r].copy_from_slice(&ts);
-                }
-                Err(e) => {
-                    self.failed.get_or_insert(e);
-                }
-            }
+    }
+
+    /// Waits for every worker with a command in flight (so no worker writes the buffers after
+    /// this returns), then returns the first failure; once an environment has failed, every
+    /// later call fails at once.
+    fn wait_all(&mut self) -> Result<()> {
+        for w in 0..self.workers.len() {
+            self.receive(w);
         }
-        self.busy_s += busiest;
+        self.failure()
+    }
+
+    fn failure(&self) -> Result<()> {
         match &self.failed {
             Some((env, message)) => Err(Error::Env {
                 env: *env,
@@ -314,6 +431,15 @@ impl VecEnv {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Sends one command per worker and waits for every reply.
+    fn broadcast(&mut self, cmd: impl Fn(usize) -> Command) -> Result<()> {
+        self.failure()?;
+        for w in 0..self.workers.len() {
+            self.send(w, cmd(w));
+        }
+        self.wait_all()
     }
 }
 
@@ -327,7 +453,6 @@ impl Drop for VecEnv {
 }
 
 fn worker<E: Environment>(
-    id: usize,
     first: usize,
     mut envs: Vec<E>,
     bufs: Buffers,
@@ -375,7 +500,7 @@ fn worker<E: Environment>(
             None => Ok(out),
         };
         let busy = started.elapsed().as_secs_f64();
-        if reply.send((id, busy, msg)).is_err() || dead {
+        if reply.send((busy, msg)).is_err() || dead {
             return;
         }
     }
@@ -439,9 +564,9 @@ mod tests {
     }
 
     #[test]
-    fn busy_time_is_the_busiest_workers_per_step() {
-        // Two workers: env 0 sleeps 3 ms a step, env 1 2 ms, in parallel. Per step the busiest
-        // worker took at least 3 ms, so 5 steps take at least 15 ms of busy time, and the busy
+    fn busy_time_is_the_busiest_workers_total() {
+        // Two workers: env 0 sleeps 3 ms a step, env 1 2 ms, in parallel. The busiest worker
+        // took at least 3 ms a step, so 5 steps take at least 15 ms of busy time, and the busy
         // time cannot exceed the wall time of the steps (the two workers' sum, >= 25 ms, would).
         let envs = vec![Slow { ms: 3 }, Slow { ms: 2 }];
         let mut v = VecEnv::new(envs, 2).expect("vecenv");
@@ -500,5 +625,53 @@ mod tests {
             shown.starts_with("training environment 3 failed"),
             "{shown}"
         );
+    }
+
+    /// Shows its last action + 1 in every byte and gets it back as the reward.
+    struct Mirror;
+
+    impl Environment for Mirror {
+        fn num_actions(&self) -> usize {
+            9
+        }
+        fn reset(&mut self, obs: &mut [u8]) {
+            obs.fill(0);
+        }
+        fn step(&mut self, action: usize, obs: &mut [u8]) -> Transition {
+            obs.fill(action as u8 + 1);
+            Transition {
+                reward: action as f32,
+                ..Transition::default()
+            }
+        }
+    }
+
+    #[test]
+    fn a_group_of_several_workers_steps_alone_with_its_own_actions() {
+        // 6 envs on 4 workers (envs 0..1, 1..3, 3..4, 4..6) in 2 groups: workers 0..2 (envs
+        // 0..3) and 2..4 (envs 3..6). Group 1 steps with actions 7, 8, 6 while group 0's
+        // observations stay readable and unchanged; each env must get its own action (an
+        // action slice taken at the wrong offset of the group gives env 4 or 5 another one).
+        let mut v = VecEnv::new((0..6).map(|_| Mirror).collect(), 4)
+            .expect("vecenv")
+            .with_groups(2);
+        assert_eq!(v.groups(), 2);
+        assert_eq!((v.group(0), v.group(1)), (0..3, 3..6));
+        v.send_step(1, &[7, 8, 6]).expect("send");
+        assert!(v.group_obs(0).iter().all(|&b| b == 0));
+        assert!(v.send_step(1, &[1, 1, 1]).is_err(), "already stepping");
+        let rewards: Vec<f32> = v.wait(1).expect("wait").iter().map(|t| t.reward).collect();
+        assert_eq!(rewards, [7.0, 8.0, 6.0]);
+        let firsts: Vec<u8> = v.obs().chunks(OBS_LEN).map(|o| o[0]).collect();
+        assert_eq!(firsts, [0, 0, 0, 8, 9, 7]);
+        assert!(
+            v.send_step(0, &[1, 2]).is_err(),
+            "group 0 has 3 environments"
+        );
+        // Groups are clamped to the number of workers.
+        let v = VecEnv::new((0..2).map(|_| Mirror).collect(), 2)
+            .expect("vecenv")
+            .with_groups(5);
+        assert_eq!(v.groups(), 2);
     }
 }

@@ -356,6 +356,17 @@ impl Environment for Corridor {
 
 #[test]
 fn ppo_walks_past_the_pit_to_the_late_reward() {
+    walk_past_the_pit(1);
+}
+
+/// The same with the rollout pipelined in two environment groups (`--env-groups 2`): each
+/// group's rewards, dones and bootstraps must land in its own slots for GAE to learn this.
+#[test]
+fn ppo_walks_past_the_pit_with_a_pipelined_rollout() {
+    walk_past_the_pit(2);
+}
+
+fn walk_past_the_pit(groups: usize) {
     // Learning the corridor needs GAE to stop at episode ends and no bootstrap from a
     // terminated step: a learner that carries value across the pit's termination prefers the
     // pit (see PIT). Passing needs >= 90% of the last 64 games to reach the goal and a greedy
@@ -376,7 +387,7 @@ fn ppo_walks_past_the_pit_to_the_late_reward() {
     .ppo;
     let cfg = PpoConfig::from_args(&args).expect("config");
     let envs: Vec<Corridor> = (0..8).map(|_| Corridor { p: 0, t: 0 }).collect();
-    let mut envs = VecEnv::new(envs, 2).expect("envs");
+    let mut envs = VecEnv::new(envs, 2).expect("envs").with_groups(groups);
     let model = ActorCritic::new(Device::Cpu, 2, 1).expect("model");
     let params = model.params();
     let mut adam = Adam::new(&params, args.learning_rate, args.adam_eps);
@@ -420,7 +431,7 @@ fn ppo_walks_past_the_pit_to_the_late_reward() {
         .filter(|&&x| x == PIT as f64)
         .count();
     eprintln!(
-        "corridor: goal in {:.0}% of the last 64 games ({pits} pits), greedy start action \
+        "corridor ({groups} groups): goal in {:.0}% of the last 64 games ({pits} pits), greedy start action \
          {greedy}, after {} games, {:.1} s",
         100.0 * rate,
         recent.len(),

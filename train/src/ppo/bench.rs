@@ -19,6 +19,8 @@ pub struct BenchReport {
     pub num_envs: usize,
     /// Environment worker threads.
     pub env_threads: usize,
+    /// Environment groups of the rollout pipeline (`--env-groups`).
+    pub env_groups: usize,
     /// libtorch intra-op threads.
     pub torch_threads: i32,
     /// Iterations measured (after one warm-up iteration).
@@ -54,6 +56,7 @@ pub fn run(learner: &mut Learner, first: u64, env_threads: usize) -> Result<Benc
         device: format!("{:?}", learner.device),
         num_envs: learner.cfg.args.num_envs,
         env_threads,
+        env_groups: learner.envs.groups(),
         torch_threads: tch::get_num_threads(),
         iterations: MEASURED,
         steps_per_s: steps as f64 / started.elapsed().as_secs_f64(),
