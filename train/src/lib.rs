@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dqn;
 pub mod logger;
+pub mod lstm;
 pub mod network;
 pub mod ppo;
 pub mod run;
