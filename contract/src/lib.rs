@@ -9,8 +9,14 @@
 //!   [`tensor::VALUE`] f32 `[N, 1]`, DQN [`tensor::Q_VALUES`] f32 `[N, A]`; output `i` means ALE
 //!   action `actions[i]` of the metadata. Metadata keys are [`key`]'s under [`ONNX_PREFIX`]
 //!   ([`onnx_key`]).
+//! - **Recurrent policy** ([`Policy::Lstm`], `arch` [`ARCH_NATURE_CNN_LSTM`]): input
+//!   [`tensor::OBS`] is u8 `[N, 1, 84, 84]` ([`LSTM_FRAME_STACK`] frame), plus the LSTM state
+//!   inputs [`tensor::H`] and [`tensor::C`] f32 `[1, N, LSTM_HIDDEN]`; after `logits` and
+//!   `value` come the next state [`tensor::H_OUT`], [`tensor::C_OUT`] (same shape). The model
+//!   never zeroes the state: the caller passes zeros for an environment whose observation
+//!   starts an episode. The metadata add [`RECURRENT_KEYS`].
 //! - **Checkpoint** (safetensors): tensors named as the ONNX initializers, the `__metadata__`
-//!   map holding [`CHECKPOINT_KEYS`].
+//!   map holding [`CHECKPOINT_KEYS`] (and [`RECURRENT_KEYS`] for a recurrent policy).
 //! - **Format version** [`FORMAT_VERSION`] of both.
 
 use std::fmt;
@@ -32,6 +38,17 @@ pub const OBS_SHAPE: [usize; 3] = [FRAME_STACK, FRAME_HEIGHT, FRAME_WIDTH];
 pub const OBS_ENCODING: &str = "gray84x84";
 /// The `arch` metadata value of the Nature CNN (Mnih et al. 2015).
 pub const ARCH_NATURE_CNN: &str = "nature_cnn";
+/// The `arch` metadata value of the CNN-LSTM policy (CleanRL `ppo_atari_lstm.py`: the Nature
+/// CNN trunk on one frame, then `nn.LSTM(512, 128)`, then the heads).
+pub const ARCH_NATURE_CNN_LSTM: &str = "nature_cnn_lstm";
+/// Frames per observation of the CNN-LSTM policy (CleanRL `ppo_atari_lstm.py` wraps its
+/// environments in `FrameStack(1)`: the LSTM carries the history).
+pub const LSTM_FRAME_STACK: usize = 1;
+/// Hidden units of the CNN-LSTM policy's LSTM (CleanRL `nn.LSTM(512, 128)`); the state
+/// tensors are f32 `[1, N, LSTM_HIDDEN]`.
+pub const LSTM_HIDDEN: usize = 128;
+/// The `recurrent` metadata value of the CNN-LSTM policy.
+pub const RECURRENT_LSTM: &str = "lstm";
 /// Version of the checkpoint and ONNX metadata format (`format_version`).
 pub const FORMAT_VERSION: &str = "1";
 
@@ -45,6 +62,22 @@ pub mod tensor {
     pub const VALUE: &str = "value";
     /// DQN: one Q-value per action, f32 `[N, A]`.
     pub const Q_VALUES: &str = "q_values";
+    /// Recurrent policies: the LSTM hidden state before this step, f32
+    /// `[1, N, LSTM_HIDDEN]` (zeros where an episode starts; the caller zeroes it).
+    pub const H: &str = "h";
+    /// Recurrent policies: the LSTM cell state before this step, f32 `[1, N, LSTM_HIDDEN]`.
+    pub const C: &str = "c";
+    /// Recurrent policies: the hidden state after this step, f32 `[1, N, LSTM_HIDDEN]`; the
+    /// next step's [`H`].
+    pub const H_OUT: &str = "h_out";
+    /// Recurrent policies: the cell state after this step, f32 `[1, N, LSTM_HIDDEN]`; the
+    /// next step's [`C`].
+    pub const C_OUT: &str = "c_out";
+    /// The state inputs of a recurrent model, in order (`h, c`).
+    pub const STATE_INPUTS: [&str; 2] = [H, C];
+    /// The state outputs, in the order of [`STATE_INPUTS`]: output `i` feeds input `i` at the
+    /// next step.
+    pub const STATE_OUTPUTS: [&str; 2] = [H_OUT, C_OUT];
 }
 
 /// Metadata keys: bare in a checkpoint's `__metadata__`, under [`ONNX_PREFIX`] in an ONNX
@@ -60,11 +93,13 @@ pub mod key {
     pub const ROM_MD5: &str = "rom_md5";
     /// ALE action ids of the outputs, comma separated.
     pub const ACTIONS: &str = "actions";
-    /// [`crate::ARCH_NATURE_CNN`].
+    /// [`crate::Policy::arch`]: [`crate::ARCH_NATURE_CNN`] or
+    /// [`crate::ARCH_NATURE_CNN_LSTM`].
     pub const ARCH: &str = "arch";
     /// Emulator frames per agent step (MaxAndSkip).
     pub const FRAME_SKIP: &str = "frame_skip";
-    /// Frames per observation ([`crate::FRAME_STACK`]).
+    /// Frames per observation ([`crate::Policy::frame_stack`]: 4 for the CNN, 1 for the
+    /// CNN-LSTM).
     pub const FRAME_STACK: &str = "frame_stack";
     /// [`crate::OBS_ENCODING`].
     pub const OBS: &str = "obs";
@@ -80,6 +115,17 @@ pub mod key {
     pub const EVAL_EPISODES: &str = "eval_episodes";
     /// ONNX only, optional: mean return of that evaluation.
     pub const EVAL_MEAN_RETURN: &str = "eval_mean_return";
+    /// Recurrent policies only: the kind of recurrent state, [`crate::RECURRENT_LSTM`].
+    pub const RECURRENT: &str = "recurrent";
+    /// Recurrent policies only: the state input names, comma separated (`h,c`:
+    /// [`crate::tensor::STATE_INPUTS`]).
+    pub const STATE_INPUTS: &str = "state_inputs";
+    /// Recurrent policies only: the state output names, comma separated, in the order of
+    /// `state_inputs` (`h_out,c_out`: [`crate::tensor::STATE_OUTPUTS`]).
+    pub const STATE_OUTPUTS: &str = "state_outputs";
+    /// Recurrent policies only: hidden units of the LSTM ([`crate::LSTM_HIDDEN`]); each state
+    /// tensor is f32 `[1, N, hidden_size]`.
+    pub const HIDDEN_SIZE: &str = "hidden_size";
 }
 
 /// Every key of a checkpoint's `__metadata__`, all required, in the order they are written.
@@ -96,6 +142,16 @@ pub const CHECKPOINT_KEYS: [&str; 12] = [
     key::GLOBAL_STEP,
     key::SEED,
     key::ARGS,
+];
+
+/// The keys a recurrent policy's checkpoint and ONNX model carry after [`CHECKPOINT_KEYS`] (all
+/// required for `arch` [`ARCH_NATURE_CNN_LSTM`], all absent for [`ARCH_NATURE_CNN`]), in the
+/// order they are written.
+pub const RECURRENT_KEYS: [&str; 4] = [
+    key::RECURRENT,
+    key::STATE_INPUTS,
+    key::STATE_OUTPUTS,
+    key::HIDDEN_SIZE,
 ];
 
 /// Prefix of every ONNX metadata key Cartridge writes.
@@ -171,6 +227,102 @@ impl FromStr for Algo {
     }
 }
 
+/// The network between the observation and the heads (`train ppo --policy`). The learner's
+/// heads come from [`Algo`]; [`Policy::Lstm`] is PPO only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// The Nature CNN on [`FRAME_STACK`] stacked frames (CleanRL `ppo_atari.py`,
+    /// `dqn_atari.py`); the default.
+    #[default]
+    Cnn,
+    /// The Nature CNN on one frame, then an LSTM of [`LSTM_HIDDEN`] units whose state the
+    /// caller carries between steps (CleanRL `ppo_atari_lstm.py`).
+    Lstm,
+}
+
+impl Policy {
+    /// Both, in a fixed order.
+    pub const ALL: [Policy; 2] = [Policy::Cnn, Policy::Lstm];
+
+    /// The command-line spelling: `"cnn"` or `"lstm"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Cnn => "cnn",
+            Policy::Lstm => "lstm",
+        }
+    }
+
+    /// The `arch` metadata value: [`ARCH_NATURE_CNN`] or [`ARCH_NATURE_CNN_LSTM`].
+    pub fn arch(self) -> &'static str {
+        match self {
+            Policy::Cnn => ARCH_NATURE_CNN,
+            Policy::Lstm => ARCH_NATURE_CNN_LSTM,
+        }
+    }
+
+    /// The policy whose [`Policy::arch`] is `arch`, if any.
+    pub fn from_arch(arch: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|p| p.arch() == arch)
+    }
+
+    /// Frames per observation (the input's dimension 1): [`FRAME_STACK`] or
+    /// [`LSTM_FRAME_STACK`].
+    pub fn frame_stack(self) -> usize {
+        match self {
+            Policy::Cnn => FRAME_STACK,
+            Policy::Lstm => LSTM_FRAME_STACK,
+        }
+    }
+
+    /// Hidden units of the recurrent state; `None` for a feed-forward policy.
+    pub fn hidden_size(self) -> Option<usize> {
+        match self {
+            Policy::Cnn => None,
+            Policy::Lstm => Some(LSTM_HIDDEN),
+        }
+    }
+
+    /// Whether the model carries a state between steps.
+    pub fn is_recurrent(self) -> bool {
+        self.hidden_size().is_some()
+    }
+
+    /// Whether `algo` can have this policy: the CNN serves both learners, the LSTM PPO only.
+    pub fn supports(self, algo: Algo) -> bool {
+        matches!((self, algo), (Policy::Cnn, _) | (Policy::Lstm, Algo::Ppo))
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no [`Policy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPolicy(pub String);
+
+impl fmt::Display for UnknownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown policy `{}`; expected `cnn` or `lstm`", self.0)
+    }
+}
+
+impl std::error::Error for UnknownPolicy {}
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    /// Parses `"cnn"` or `"lstm"` (exact, lower case).
+    fn from_str(s: &str) -> Result<Policy, UnknownPolicy> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownPolicy(s.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +353,40 @@ mod tests {
         assert_eq!(onnx_key(key::ALGO), "cartridge.algo");
         assert_eq!(CHECKPOINT_KEYS[0], "format_version");
         assert_eq!(CHECKPOINT_KEYS[11], "args");
+    }
+
+    #[test]
+    fn policy_spellings_round_trip_and_nothing_else_parses() {
+        for p in Policy::ALL {
+            assert_eq!(p.as_str().parse::<Policy>(), Ok(p));
+            assert_eq!(p.to_string(), p.as_str());
+            assert_eq!(Policy::from_arch(p.arch()), Some(p));
+        }
+        for bad in ["LSTM", "Cnn", "", "gru"] {
+            assert_eq!(bad.parse::<Policy>(), Err(UnknownPolicy(bad.to_owned())));
+        }
+        assert_eq!(Policy::from_arch("impala"), None);
+        assert_eq!(Policy::default(), Policy::Cnn);
+    }
+
+    /// The recurrent contract (README, Contracts): changing a value breaks every recurrent
+    /// model already written.
+    #[test]
+    fn recurrent_contract_values() {
+        assert_eq!(Policy::Cnn.arch(), "nature_cnn");
+        assert_eq!(Policy::Lstm.arch(), "nature_cnn_lstm");
+        assert_eq!(Policy::Cnn.frame_stack(), 4);
+        assert_eq!(Policy::Lstm.frame_stack(), 1);
+        assert_eq!(Policy::Lstm.hidden_size(), Some(128));
+        assert!(!Policy::Cnn.is_recurrent() && Policy::Lstm.is_recurrent());
+        assert!(Policy::Lstm.supports(Algo::Ppo) && !Policy::Lstm.supports(Algo::Dqn));
+        assert!(Policy::Cnn.supports(Algo::Dqn));
+        assert_eq!(tensor::STATE_INPUTS, ["h", "c"]);
+        assert_eq!(tensor::STATE_OUTPUTS, ["h_out", "c_out"]);
+        assert_eq!(
+            RECURRENT_KEYS,
+            ["recurrent", "state_inputs", "state_outputs", "hidden_size"]
+        );
+        assert_eq!(RECURRENT_LSTM, "lstm");
     }
 }

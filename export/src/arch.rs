@@ -1,21 +1,30 @@
 //! The Nature CNN (Mnih et al. 2015, "Human-level control through deep reinforcement
-//! learning") with PPO or DQN heads: parameter names, shapes and initialisation.
+//! learning") with PPO or DQN heads, and the CNN-LSTM PPO policy: parameter names, shapes and
+//! initialisation. A network is an [`Arch`]: the learner's heads ([`Algo`]) on a trunk
+//! ([`Policy`]).
 //!
 //! Names follow CleanRL's PyTorch `state_dict` keys (`ppo_atari.py` `Agent`,
-//! `dqn_atari.py` `QNetwork`), so a CleanRL model converts by name:
+//! `dqn_atari.py` `QNetwork`, `ppo_atari_lstm.py` `Agent`), so a CleanRL model converts by
+//! name:
 //!
 //! | layer | parameter | shape |
 //! |---|---|---|
-//! | Conv 8x8 stride 4 | `network.0.weight`, `network.0.bias` | `[32, 4, 8, 8]`, `[32]` |
+//! | Conv 8x8 stride 4 | `network.0.weight`, `network.0.bias` | `[32, S, 8, 8]`, `[32]` |
 //! | Conv 4x4 stride 2 | `network.2.weight`, `network.2.bias` | `[64, 32, 4, 4]`, `[64]` |
 //! | Conv 3x3 stride 1 | `network.4.weight`, `network.4.bias` | `[64, 64, 3, 3]`, `[64]` |
 //! | Linear 3136 -> 512 | `network.7.weight`, `network.7.bias` | `[512, 3136]`, `[512]` |
-//! | PPO policy head | `actor.weight`, `actor.bias` | `[A, 512]`, `[A]` |
-//! | PPO value head | `critic.weight`, `critic.bias` | `[1, 512]`, `[1]` |
+//! | LSTM 512 -> 128 (CNN-LSTM only) | `lstm.weight_ih_l0`, `lstm.weight_hh_l0` | `[512, 512]`, `[512, 128]` |
+//! | | `lstm.bias_ih_l0`, `lstm.bias_hh_l0` | `[512]`, `[512]` |
+//! | PPO policy head | `actor.weight`, `actor.bias` | `[A, F]`, `[A]` |
+//! | PPO value head | `critic.weight`, `critic.bias` | `[1, F]`, `[1]` |
 //! | DQN Q head | `network.9.weight`, `network.9.bias` | `[A, 512]`, `[A]` |
 //!
-//! ReLU follows every trunk layer; the flatten between conv and linear is channel-major
-//! (`64 * 7 * 7 = 3136`). Linear weights are PyTorch's `[out, in]`.
+//! `S` is the frame stack (4 for the CNN, 1 for the CNN-LSTM) and `F` the heads' input (512
+//! for the CNN, the LSTM's 128 hidden units for the CNN-LSTM). ReLU follows every trunk layer;
+//! the flatten between conv and linear is channel-major (`64 * 7 * 7 = 3136`). Linear weights
+//! are PyTorch's `[out, in]`. The LSTM's four gates are stacked in PyTorch's order (`nn.LSTM`:
+//! input `i`, forget `f`, cell `g`, output `o`, 128 rows each); ONNX's `LSTM` operator wants
+//! `i, o, f, c` ([`ONNX_GATE_ORDER`]).
 
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -23,7 +32,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{Tensor, Tensors};
 
-/// Input planes: the frame stack.
+/// Input planes of the CNN policy: the frame stack (the CNN-LSTM takes
+/// [`cartridge_contract::LSTM_FRAME_STACK`]; see [`Policy::frame_stack`]).
 pub const IN_CHANNELS: usize = cartridge_contract::FRAME_STACK;
 /// Input height and width (WarpFrame's 84x84 gray).
 pub const IN_SIZE: usize = cartridge_contract::FRAME_HEIGHT;
@@ -50,7 +60,8 @@ pub struct ConvLayer {
     pub stride: usize,
 }
 
-/// The trunk's convolutions, input first. Each is followed by ReLU.
+/// The trunk's convolutions, input first, with the CNN policy's input planes (the CNN-LSTM's
+/// first layer takes [`Policy::frame_stack`] planes instead). Each is followed by ReLU.
 pub const CONV_LAYERS: [ConvLayer; 3] = [
     ConvLayer {
         weight: "network.0.weight",
@@ -87,7 +98,98 @@ pub const CRITIC: (&str, &str) = ("critic.weight", "critic.bias");
 /// DQN head (`[A, 512]`): Q-values.
 pub const Q_HEAD: (&str, &str) = ("network.9.weight", "network.9.bias");
 
-pub use cartridge_contract::Algo;
+/// LSTM input-hidden weights, PyTorch `nn.LSTM` `weight_ih_l0`: `[4 H, 512]`, gates `i, f, g,
+/// o`.
+pub const LSTM_W_IH: &str = "lstm.weight_ih_l0";
+/// LSTM hidden-hidden weights, `weight_hh_l0`: `[4 H, H]`, gates `i, f, g, o`.
+pub const LSTM_W_HH: &str = "lstm.weight_hh_l0";
+/// LSTM input-hidden bias, `bias_ih_l0`: `[4 H]`.
+pub const LSTM_B_IH: &str = "lstm.bias_ih_l0";
+/// LSTM hidden-hidden bias, `bias_hh_l0`: `[4 H]`.
+pub const LSTM_B_HH: &str = "lstm.bias_hh_l0";
+/// Hidden units `H` of the CNN-LSTM's LSTM.
+pub const LSTM_HIDDEN: usize = cartridge_contract::LSTM_HIDDEN;
+/// Gate blocks of the LSTM parameters (each `H` rows).
+pub const GATES: usize = 4;
+/// For each gate block of ONNX's `LSTM` operator (`i, o, f, c`; ONNX operator spec, LSTM,
+/// inputs `W`, `R`, `B`), the index of the same gate in PyTorch's order (`i, f, g, o`;
+/// `torch.nn.LSTM` docs, `weight_ih_l[k]`).
+pub const ONNX_GATE_ORDER: [usize; GATES] = [0, 3, 1, 2];
+
+pub use cartridge_contract::{Algo, Policy};
+
+/// A network: the learner's heads ([`Algo`]) on a trunk ([`Policy`]). Only supported
+/// combinations exist: the CNN with either learner, the CNN-LSTM with PPO.
+///
+/// An [`Algo`] converts into its CNN network, so `param_specs(Algo::Ppo, 4)` means
+/// `param_specs(Arch::cnn(Algo::Ppo), 4)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Arch {
+    algo: Algo,
+    policy: Policy,
+}
+
+impl Arch {
+    /// The CNN-LSTM PPO policy (CleanRL `ppo_atari_lstm.py`).
+    pub const PPO_LSTM: Arch = Arch {
+        algo: Algo::Ppo,
+        policy: Policy::Lstm,
+    };
+
+    /// The Nature CNN with `algo`'s heads.
+    pub const fn cnn(algo: Algo) -> Arch {
+        Arch {
+            algo,
+            policy: Policy::Cnn,
+        }
+    }
+
+    /// `algo`'s heads on `policy`'s trunk.
+    ///
+    /// # Errors
+    /// [`crate::Error::UnsupportedPolicy`] for a combination that does not exist (the LSTM
+    /// with DQN).
+    pub fn new(algo: Algo, policy: Policy) -> crate::Result<Arch> {
+        if policy.supports(algo) {
+            Ok(Arch { algo, policy })
+        } else {
+            Err(crate::Error::UnsupportedPolicy { algo, policy })
+        }
+    }
+
+    /// The learner.
+    pub fn algo(self) -> Algo {
+        self.algo
+    }
+
+    /// The trunk.
+    pub fn policy(self) -> Policy {
+        self.policy
+    }
+
+    /// Width of the heads' input: [`FEATURES`] (CNN) or [`LSTM_HIDDEN`] (CNN-LSTM).
+    pub fn head_inputs(self) -> usize {
+        self.policy.hidden_size().unwrap_or(FEATURES)
+    }
+}
+
+impl From<Algo> for Arch {
+    /// The CNN network of `algo` ([`Arch::cnn`]).
+    fn from(algo: Algo) -> Arch {
+        Arch::cnn(algo)
+    }
+}
+
+impl std::fmt::Display for Arch {
+    /// `ppo` / `dqn` for the CNN (the spelling errors used before recurrent policies), `ppo
+    /// (nature_cnn_lstm)` otherwise.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.policy {
+            Policy::Cnn => write!(f, "{}", self.algo),
+            p => write!(f, "{} ({})", self.algo, p.arch()),
+        }
+    }
+}
 
 /// Name and shape of one parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,44 +200,61 @@ pub struct ParamSpec {
     pub shape: Vec<usize>,
 }
 
-/// Every parameter of the network for `algo` with `n_actions` actions, in a fixed order:
-/// trunk input to output (weight before bias), then the heads (PPO: actor, critic).
+/// Every parameter of the network `arch` (an [`Arch`], or an [`Algo`] for its CNN) with
+/// `n_actions` actions, in a fixed order: trunk input to output (weight before bias), the
+/// LSTM for the CNN-LSTM (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`: PyTorch's
+/// `named_parameters` order), then the heads (PPO: actor, critic).
 ///
 /// The order is the one [`random_init`] draws in and the ONNX initializer order.
-pub fn param_specs(algo: Algo, n_actions: usize) -> Vec<ParamSpec> {
-    let mut specs = Vec::with_capacity(12);
-    for conv in &CONV_LAYERS {
+pub fn param_specs(arch: impl Into<Arch>, n_actions: usize) -> Vec<ParamSpec> {
+    let arch = arch.into();
+    let mut specs = Vec::with_capacity(16);
+    for (i, conv) in CONV_LAYERS.iter().enumerate() {
+        let in_channels = if i == 0 {
+            arch.policy.frame_stack()
+        } else {
+            conv.in_channels
+        };
         specs.push(ParamSpec {
             name: conv.weight,
-            shape: vec![
-                conv.out_channels,
-                conv.in_channels,
-                conv.kernel,
-                conv.kernel,
-            ],
+            shape: vec![conv.out_channels, in_channels, conv.kernel, conv.kernel],
         });
         specs.push(ParamSpec {
             name: conv.bias,
             shape: vec![conv.out_channels],
         });
     }
-    let mut linear = |(weight, bias): (&'static str, &'static str), out: usize, inp: usize| {
-        specs.push(ParamSpec {
-            name: weight,
-            shape: vec![out, inp],
-        });
-        specs.push(ParamSpec {
-            name: bias,
-            shape: vec![out],
-        });
+    let linear = |(weight, bias): (&'static str, &'static str), out: usize, inp: usize| {
+        [
+            ParamSpec {
+                name: weight,
+                shape: vec![out, inp],
+            },
+            ParamSpec {
+                name: bias,
+                shape: vec![out],
+            },
+        ]
     };
-    linear(FC, FEATURES, FLAT);
-    match algo {
-        Algo::Ppo => {
-            linear(ACTOR, n_actions, FEATURES);
-            linear(CRITIC, 1, FEATURES);
+    specs.extend(linear(FC, FEATURES, FLAT));
+    if let Some(hidden) = arch.policy.hidden_size() {
+        let gates = GATES * hidden;
+        for (name, shape) in [
+            (LSTM_W_IH, vec![gates, FEATURES]),
+            (LSTM_W_HH, vec![gates, hidden]),
+            (LSTM_B_IH, vec![gates]),
+            (LSTM_B_HH, vec![gates]),
+        ] {
+            specs.push(ParamSpec { name, shape });
         }
-        Algo::Dqn => linear(Q_HEAD, n_actions, FEATURES),
+    }
+    let heads_in = arch.head_inputs();
+    match arch.algo {
+        Algo::Ppo => {
+            specs.extend(linear(ACTOR, n_actions, heads_in));
+            specs.extend(linear(CRITIC, 1, heads_in));
+        }
+        Algo::Dqn => specs.extend(linear(Q_HEAD, n_actions, heads_in)),
     }
     specs
 }
@@ -145,29 +264,31 @@ pub fn param_specs(algo: Algo, n_actions: usize) -> Vec<ParamSpec> {
 /// As CleanRL's `ppo_atari.py` `layer_init`: `sqrt(2)` for the trunk (ReLU), `0.01` for the
 /// policy head (near-uniform initial policy), `1` for the value head. The DQN head uses `1`
 /// (CleanRL's `dqn_atari.py` keeps PyTorch's default init instead; we use one scheme for
-/// both).
+/// both). The LSTM's weights use `1` (CleanRL's `ppo_atari_lstm.py`: `orthogonal_(param,
+/// 1.0)` for every `lstm` weight).
 fn gain(name: &str) -> f64 {
     match name {
         n if n == ACTOR.0 => 0.01,
-        n if n == CRITIC.0 || n == Q_HEAD.0 => 1.0,
+        n if n == CRITIC.0 || n == Q_HEAD.0 || n == LSTM_W_IH || n == LSTM_W_HH => 1.0,
         _ => std::f64::consts::SQRT_2,
     }
 }
 
-/// A freshly initialised network for `algo` with `n_actions` actions, deterministic in
-/// `seed`.
+/// A freshly initialised network `arch` (an [`Arch`], or an [`Algo`] for its CNN) with
+/// `n_actions` actions, deterministic in `seed`.
 ///
 /// Weights get orthogonal init (Saxe et al. 2013, "Exact solutions to the nonlinear dynamics
 /// of learning in deep linear neural networks"; as CleanRL `layer_init` / baselines
-/// `ortho_init`) with gain `sqrt(2)` for the trunk, `0.01` for the actor, `1` for the critic
-/// and the DQN head; biases are zero. Draws come from one
-/// `ChaCha8Rng::seed_from_u64(seed)` in [`param_specs`] order, so the same `(algo,
-/// n_actions, seed)` gives identical tensors from one build on one machine; across CPUs the
-/// last bits may differ (libm `ln`/`cos`, SIMD matrix kernels). The values differ from
-/// PyTorch's for the same seed; only the distribution is the same.
-pub fn random_init(algo: Algo, n_actions: usize, seed: u64) -> Tensors {
+/// `ortho_init`) with gain `sqrt(2)` for the trunk, `0.01` for the actor, `1` for the critic,
+/// the DQN head and the LSTM's two weight matrices (each orthogonalised whole, `[512, in]`,
+/// as `nn.init.orthogonal_` in CleanRL's `ppo_atari_lstm.py`); biases, the LSTM's included,
+/// are zero. Draws come from one `ChaCha8Rng::seed_from_u64(seed)` in [`param_specs`] order,
+/// so the same `(arch, n_actions, seed)` gives identical tensors from one build on one
+/// machine; across CPUs the last bits may differ (libm `ln`/`cos`, SIMD matrix kernels). The
+/// values differ from PyTorch's for the same seed; only the distribution is the same.
+pub fn random_init(arch: impl Into<Arch>, n_actions: usize, seed: u64) -> Tensors {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    param_specs(algo, n_actions)
+    param_specs(arch, n_actions)
         .into_iter()
         .map(|spec| {
             let tensor = if spec.shape.len() == 1 {
@@ -317,9 +438,9 @@ fn gram_schmidt(a: Array2<f64>) -> Array2<f64> {
 /// Cheap deterministic stand-in for [`random_init`] in unit tests (uniform values in
 /// [-0.05, 0.05), no orthogonalisation; debug builds orthogonalise slowly).
 #[cfg(test)]
-pub(crate) fn test_tensors(algo: Algo, n_actions: usize, seed: u64) -> Tensors {
+pub(crate) fn test_tensors(arch: impl Into<Arch>, n_actions: usize, seed: u64) -> Tensors {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    param_specs(algo, n_actions)
+    param_specs(arch, n_actions)
         .into_iter()
         .map(|spec| {
             let n = spec.shape.iter().product();
@@ -390,6 +511,79 @@ mod tests {
         assert_eq!(dqn[8].name, "network.9.weight");
         assert_eq!(dqn[8].shape, [6, 512]);
         assert_eq!(dqn[9].shape, [6]);
+    }
+
+    #[test]
+    fn lstm_param_specs_match_cleanrl_ppo_atari_lstm() {
+        // CleanRL ppo_atari_lstm.py `Agent.state_dict()` order and shapes.
+        let specs = param_specs(Arch::PPO_LSTM, 4);
+        let got: Vec<(&str, Vec<usize>)> =
+            specs.iter().map(|s| (s.name, s.shape.clone())).collect();
+        let want: Vec<(&str, Vec<usize>)> = vec![
+            ("network.0.weight", vec![32, 1, 8, 8]),
+            ("network.0.bias", vec![32]),
+            ("network.2.weight", vec![64, 32, 4, 4]),
+            ("network.2.bias", vec![64]),
+            ("network.4.weight", vec![64, 64, 3, 3]),
+            ("network.4.bias", vec![64]),
+            ("network.7.weight", vec![512, 3136]),
+            ("network.7.bias", vec![512]),
+            ("lstm.weight_ih_l0", vec![512, 512]),
+            ("lstm.weight_hh_l0", vec![512, 128]),
+            ("lstm.bias_ih_l0", vec![512]),
+            ("lstm.bias_hh_l0", vec![512]),
+            ("actor.weight", vec![4, 128]),
+            ("actor.bias", vec![4]),
+            ("critic.weight", vec![1, 128]),
+            ("critic.bias", vec![1]),
+        ];
+        assert_eq!(got, want);
+        // An Algo means its CNN.
+        assert_eq!(
+            param_specs(Algo::Dqn, 6),
+            param_specs(Arch::cnn(Algo::Dqn), 6)
+        );
+        assert_eq!(
+            Arch::from(Algo::Ppo),
+            Arch::new(Algo::Ppo, Policy::Cnn).expect("cnn")
+        );
+        assert_eq!(
+            Arch::new(Algo::Ppo, Policy::Lstm).ok(),
+            Some(Arch::PPO_LSTM)
+        );
+        let err = Arch::new(Algo::Dqn, Policy::Lstm).expect_err("dqn lstm");
+        assert!(
+            matches!(err, crate::Error::UnsupportedPolicy { .. }),
+            "{err}"
+        );
+        assert_eq!(Arch::PPO_LSTM.to_string(), "ppo (nature_cnn_lstm)");
+        assert_eq!(Arch::cnn(Algo::Dqn).to_string(), "dqn");
+    }
+
+    #[test]
+    fn lstm_random_init_follows_cleanrl() {
+        let a = random_init(Arch::PPO_LSTM, 4, 1);
+        assert_eq!(a, random_init(Arch::PPO_LSTM, 4, 1));
+        for spec in param_specs(Arch::PPO_LSTM, 4) {
+            assert_eq!(a[spec.name].shape, spec.shape, "{}", spec.name);
+            if spec.shape.len() == 1 {
+                assert!(a[spec.name].data.iter().all(|&v| v == 0.0), "{}", spec.name);
+            }
+        }
+        // weight_ih [512, 512]: orthogonal with gain 1 (check some rows).
+        let w_ih = &a[LSTM_W_IH];
+        assert!(gram_error(&w_ih.data[..16 * 512], 16, 512, 1.0) < 1e-5);
+        // weight_hh [512, 128] is tall: orthonormal columns, so W^T is checked by rows.
+        let w_hh = &a[LSTM_W_HH];
+        let t: Vec<f32> = (0..128)
+            .flat_map(|j| (0..512).map(move |i| (i, j)))
+            .map(|(i, j)| w_hh.data[i * 128 + j])
+            .collect();
+        assert!(gram_error(&t, 128, 512, 1.0) < 1e-5);
+        assert!(gram_error(&a["actor.weight"].data, 4, 128, 0.01) < 1e-8);
+        assert!(gram_error(&a["critic.weight"].data, 1, 128, 1.0) < 1e-6);
+        let conv0 = &a["network.0.weight"];
+        assert!(gram_error(&conv0.data, 32, 64, std::f64::consts::SQRT_2) < 1e-5);
     }
 
     #[test]

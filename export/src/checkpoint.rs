@@ -4,20 +4,23 @@
 //! File format: [safetensors](https://github.com/huggingface/safetensors), every tensor F32
 //! (little endian, row-major), tensor names equal to the ONNX initializer names
 //! ([`crate::arch::param_specs`]), and the safetensors `__metadata__` string map holding
-//! [`Metadata`] under the keys of [`METADATA_KEYS`]. Optimizer state and resume counters are
-//! not part of this file.
+//! [`Metadata`] under the keys of [`METADATA_KEYS`] (and, for a recurrent policy, of
+//! [`RECURRENT_KEYS`]). Optimizer state and resume counters are not part of this file.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use cartridge_contract::key;
+use cartridge_contract::{key, tensor, Policy, RECURRENT_LSTM};
 
-use crate::arch::{param_specs, random_init, Algo};
+use crate::arch::{param_specs, random_init, Algo, Arch};
 use crate::{write_atomic, Error, Result, Tensor, Tensors};
 
-pub use cartridge_contract::{ARCH_NATURE_CNN, FORMAT_VERSION, OBS_ENCODING as OBS_GRAY84};
+pub use cartridge_contract::{
+    ARCH_NATURE_CNN, ARCH_NATURE_CNN_LSTM, FORMAT_VERSION, OBS_ENCODING as OBS_GRAY84,
+    RECURRENT_KEYS,
+};
 /// Highest ALE action id (`PLAYER_A_DOWNLEFTFIRE`); ALE has 18 actions.
 pub const MAX_ALE_ACTION: u32 = 17;
 
@@ -38,11 +41,13 @@ pub struct Metadata {
     /// ALE action ids of the game's minimal action set; output `i` of the network means
     /// `actions[i]`. Non-empty, distinct, each `<= 17`.
     pub actions: Vec<u32>,
-    /// Network architecture; [`ARCH_NATURE_CNN`].
+    /// Network architecture, [`Policy::arch`]: [`ARCH_NATURE_CNN`] or [`ARCH_NATURE_CNN_LSTM`]
+    /// (PPO only); see [`Metadata::policy`].
     pub arch: String,
     /// Emulator frames per agent step (MaxAndSkip), at least 1; 4 by default.
     pub frame_skip: u32,
-    /// Frames stacked into one observation; must be 4 (the network's input planes).
+    /// Frames stacked into one observation, the network's input planes: must be the
+    /// policy's [`Policy::frame_stack`] (4 for the CNN, 1 for the CNN-LSTM).
     pub frame_stack: u32,
     /// Observation encoding; [`OBS_GRAY84`].
     pub obs: String,
@@ -79,6 +84,39 @@ impl Metadata {
         }
     }
 
+    /// The same metadata for `policy`'s network: `arch` and `frame_stack` set to the
+    /// policy's ([`Policy::arch`], [`Policy::frame_stack`]).
+    pub fn with_policy(mut self, policy: Policy) -> Metadata {
+        self.arch = policy.arch().to_owned();
+        self.frame_stack = policy.frame_stack() as u32;
+        self
+    }
+
+    /// The policy named by `arch`.
+    ///
+    /// # Errors
+    /// [`Error::BadMetadata`] for `arch` when it names no policy.
+    pub fn policy(&self) -> Result<Policy> {
+        Policy::from_arch(&self.arch).ok_or_else(|| Error::BadMetadata {
+            key: key::ARCH,
+            value: self.arch.clone(),
+            problem: format!("expected `{ARCH_NATURE_CNN}` or `{ARCH_NATURE_CNN_LSTM}` (PPO only)"),
+        })
+    }
+
+    /// The network: `algo`'s heads on [`Metadata::policy`]'s trunk.
+    ///
+    /// # Errors
+    /// As [`Metadata::policy`]; [`Error::BadMetadata`] for `arch` when the combination does
+    /// not exist (`nature_cnn_lstm` with DQN).
+    pub fn network(&self) -> Result<Arch> {
+        Arch::new(self.algo, self.policy()?).map_err(|e| Error::BadMetadata {
+            key: key::ARCH,
+            value: self.arch.clone(),
+            problem: format!("{e}"),
+        })
+    }
+
     /// Number of network outputs (`actions.len()`).
     pub fn n_actions(&self) -> usize {
         self.actions.len()
@@ -91,7 +129,7 @@ impl Metadata {
     }
 
     /// The safetensors `__metadata__` map: every key of [`METADATA_KEYS`], including
-    /// `format_version` = [`FORMAT_VERSION`].
+    /// `format_version` = [`FORMAT_VERSION`], and [`RECURRENT_KEYS`] for a recurrent policy.
     pub fn to_map(&self) -> HashMap<String, String> {
         self.pairs()
             .into_iter()
@@ -99,10 +137,12 @@ impl Metadata {
             .collect()
     }
 
-    /// Every `(key, value)` of [`METADATA_KEYS`], in that order (the ONNX `metadata_props`
-    /// carry the same pairs but `args`).
-    pub fn pairs(&self) -> [(&'static str, String); 12] {
-        [
+    /// Every `(key, value)` of [`METADATA_KEYS`], in that order, then for a recurrent policy
+    /// those of [`RECURRENT_KEYS`] ([`recurrent_pairs`]); the ONNX `metadata_props` carry the
+    /// same pairs but `args`. An `arch` naming no policy adds no recurrent pairs
+    /// ([`Metadata::validate`] refuses it).
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![
             (key::FORMAT_VERSION, FORMAT_VERSION.to_owned()),
             (key::ALGO, self.algo.as_str().to_owned()),
             (key::GAME, self.game.clone()),
@@ -115,17 +155,21 @@ impl Metadata {
             (key::GLOBAL_STEP, self.global_step.to_string()),
             (key::SEED, self.seed.to_string()),
             (key::ARGS, self.args.clone()),
-        ]
+        ];
+        if let Ok(policy) = self.policy() {
+            pairs.extend(recurrent_pairs(policy));
+        }
+        pairs
     }
 
-    /// Parses and validates a `__metadata__` map. Keys outside [`METADATA_KEYS`] are ignored
-    /// (room for additions that older readers can skip).
+    /// Parses and validates a `__metadata__` map. Keys outside [`METADATA_KEYS`] and
+    /// [`RECURRENT_KEYS`] are ignored (room for additions that older readers can skip).
     ///
     /// # Errors
     /// [`Error::MissingMetadata`] naming the first absent key,
     /// [`Error::UnsupportedFormatVersion`] unless `format_version` is [`FORMAT_VERSION`],
     /// [`Error::BadMetadata`] naming the key for an unparsable or out-of-range value (see
-    /// [`Metadata::validate`]).
+    /// [`Metadata::validate`]); for the recurrent keys, those of [`check_recurrent_keys`].
     pub fn from_map(map: &HashMap<String, String>) -> Result<Metadata> {
         let get = |key: &'static str| {
             map.get(key)
@@ -162,6 +206,7 @@ impl Metadata {
             args: get(key::ARGS)?.to_owned(),
         };
         meta.validate()?;
+        check_recurrent_keys(meta.policy()?, |k| map.get(k).map(String::as_str))?;
         Ok(meta)
     }
 
@@ -169,8 +214,10 @@ impl Metadata {
     ///
     /// # Errors
     /// [`Error::BadMetadata`] naming the key: `game` not a ROM stem, `rom_md5` not 32 hex
-    /// digits, `actions` empty / repeated / above 17, `arch` not `nature_cnn`, `frame_skip`
-    /// 0, `frame_stack` not 4, `obs` not `gray84x84`, `args` not JSON.
+    /// digits, `actions` empty / repeated / above 17, `arch` neither `nature_cnn` nor
+    /// `nature_cnn_lstm` or `nature_cnn_lstm` with DQN, `frame_skip` 0, `frame_stack` not the
+    /// policy's (4 for `nature_cnn`, 1 for `nature_cnn_lstm`), `obs` not `gray84x84`, `args`
+    /// not JSON.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &'static str, value: &str, problem: &str| {
             Err(Error::BadMetadata {
@@ -196,19 +243,21 @@ impl Metadata {
             );
         }
         check_actions(&self.actions)?;
-        if self.arch != ARCH_NATURE_CNN {
-            return bad(key::ARCH, &self.arch, "only `nature_cnn` is supported");
-        }
+        let policy = self.network()?.policy();
         if self.frame_skip == 0 {
             return bad(key::FRAME_SKIP, "0", "expected at least 1");
         }
-        if self.frame_stack as usize != cartridge_contract::FRAME_STACK {
+        if self.frame_stack as usize != policy.frame_stack() {
             let value = self.frame_stack.to_string();
-            return bad(
-                key::FRAME_STACK,
-                &value,
-                "the Nature CNN takes exactly 4 stacked frames",
-            );
+            let problem = match policy {
+                Policy::Cnn => "the Nature CNN takes exactly 4 stacked frames".to_owned(),
+                Policy::Lstm => format!(
+                    "the `{ARCH_NATURE_CNN_LSTM}` network takes exactly {} frame (its LSTM \
+                     carries the history)",
+                    policy.frame_stack()
+                ),
+            };
+            return bad(key::FRAME_STACK, &value, &problem);
         }
         if self.obs != OBS_GRAY84 {
             return bad(key::OBS, &self.obs, "only `gray84x84` is supported");
@@ -218,6 +267,74 @@ impl Metadata {
         }
         Ok(())
     }
+}
+
+/// The [`RECURRENT_KEYS`] pairs of `policy`, in that order; none for a feed-forward policy.
+/// For the CNN-LSTM: `recurrent` = `lstm`, `state_inputs` = `h,c`, `state_outputs` =
+/// `h_out,c_out`, `hidden_size` = `128`.
+pub fn recurrent_pairs(policy: Policy) -> Vec<(&'static str, String)> {
+    let Some(hidden) = policy.hidden_size() else {
+        return Vec::new();
+    };
+    vec![
+        (key::RECURRENT, RECURRENT_LSTM.to_owned()),
+        (key::STATE_INPUTS, tensor::STATE_INPUTS.join(",")),
+        (key::STATE_OUTPUTS, tensor::STATE_OUTPUTS.join(",")),
+        (key::HIDDEN_SIZE, hidden.to_string()),
+    ]
+}
+
+/// Checks the [`RECURRENT_KEYS`] of a metadata map (checkpoint `__metadata__`, or ONNX
+/// `metadata_props` with the prefix stripped) read through `get` against `policy`: a
+/// recurrent policy needs each with exactly the value of [`recurrent_pairs`]; a feed-forward
+/// one must have none (a model cannot be both).
+///
+/// # Errors
+/// [`Error::MissingRecurrentMetadata`] naming the first absent key; [`Error::BadMetadata`]
+/// naming a key whose value differs (a `hidden_size` other than 128, state names other than
+/// `h,c` / `h_out,c_out`), or a recurrent key on a `nature_cnn` model.
+pub fn check_recurrent_keys<'a>(
+    policy: Policy,
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Result<()> {
+    let want = recurrent_pairs(policy);
+    if want.is_empty() {
+        if let Some(key) = RECURRENT_KEYS.into_iter().find(|k| get(k).is_some()) {
+            return Err(Error::BadMetadata {
+                key,
+                value: get(key).unwrap_or_default().to_owned(),
+                problem: format!(
+                    "a `{}` model has no recurrent state; drop the key, or set `arch` to \
+                     `{ARCH_NATURE_CNN_LSTM}` and `frame_stack` to 1 for a CNN-LSTM",
+                    policy.arch()
+                ),
+            });
+        }
+        return Ok(());
+    }
+    for (key, value) in want {
+        let found = get(key).ok_or(Error::MissingRecurrentMetadata {
+            key,
+            arch: policy.arch(),
+        })?;
+        if found != value {
+            let problem = if key == key::HIDDEN_SIZE {
+                format!(
+                    "the `{}` network's LSTM has {value} hidden units, so its state tensors \
+                     are [1, batch, {value}]",
+                    policy.arch()
+                )
+            } else {
+                format!("expected `{value}` for a `{}` model", policy.arch())
+            };
+            return Err(Error::BadMetadata {
+                key,
+                value: found.to_owned(),
+                problem,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Parses an action list such as `"0,1,3,4"` (ALE ids, comma separated, spaces allowed).
@@ -293,13 +410,13 @@ impl Checkpoint {
     /// As [`Metadata::validate`].
     pub fn random(meta: Metadata) -> Result<Checkpoint> {
         meta.validate()?;
-        let tensors = random_init(meta.algo, meta.n_actions(), meta.seed);
+        let tensors = random_init(meta.network()?, meta.n_actions(), meta.seed);
         Ok(Checkpoint { meta, tensors })
     }
 
     /// Checks the metadata ([`Metadata::validate`]) and that the tensors are exactly
-    /// `param_specs(meta.algo, meta.actions.len())`: same names, same shapes, data lengths
-    /// matching shapes.
+    /// `param_specs(meta.network(), meta.actions.len())`: same names, same shapes, data
+    /// lengths matching shapes.
     ///
     /// # Errors
     /// The first problem found, in spec order: [`Error::MissingTensor`],
@@ -307,13 +424,13 @@ impl Checkpoint {
     /// an extra tensor. Each names the tensor and gives expected and found shapes.
     pub fn validate(&self) -> Result<()> {
         self.meta.validate()?;
-        let (algo, n_actions) = (self.meta.algo, self.meta.n_actions());
-        let specs = param_specs(algo, n_actions);
+        let (arch, n_actions) = (self.meta.network()?, self.meta.n_actions());
+        let specs = param_specs(arch, n_actions);
         for spec in &specs {
             let Some(tensor) = self.tensors.get(spec.name) else {
                 return Err(Error::MissingTensor {
                     name: spec.name.to_owned(),
-                    algo,
+                    arch,
                     n_actions,
                     expected: spec.shape.clone(),
                 });
@@ -323,7 +440,7 @@ impl Checkpoint {
                     name: spec.name.to_owned(),
                     found: tensor.shape.clone(),
                     expected: spec.shape.clone(),
-                    algo,
+                    arch,
                     n_actions,
                 });
             }
@@ -337,7 +454,7 @@ impl Checkpoint {
             return Err(Error::UnexpectedTensor {
                 name: name.clone(),
                 shape: tensor.shape.clone(),
-                algo,
+                arch,
             });
         }
         Ok(())
@@ -448,6 +565,111 @@ mod tests {
         meta.validate().expect("valid metadata");
         let tensors = crate::arch::test_tensors(algo, 4, 5);
         Checkpoint { meta, tensors }
+    }
+
+    fn sample_lstm() -> Checkpoint {
+        let mut meta =
+            Metadata::new(Algo::Ppo, "breakout", MD5, vec![0, 1, 3, 4]).with_policy(Policy::Lstm);
+        meta.seed = 5;
+        meta.validate().expect("valid metadata");
+        let tensors = crate::arch::test_tensors(Arch::PPO_LSTM, 4, 5);
+        Checkpoint { meta, tensors }
+    }
+
+    #[test]
+    fn lstm_round_trip_and_recurrent_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ckpt = sample_lstm();
+        let path = dir.path().join("lstm.safetensors");
+        ckpt.write(&path).expect("write");
+        let back = Checkpoint::read(&path).expect("read");
+        assert_eq!(back, ckpt);
+        assert_eq!(back.meta.policy().expect("policy"), Policy::Lstm);
+        assert_eq!(back.meta.network().expect("network"), Arch::PPO_LSTM);
+        let map = ckpt.meta.to_map();
+        assert_eq!(map["arch"], "nature_cnn_lstm");
+        assert_eq!(map["frame_stack"], "1");
+        assert_eq!(map["recurrent"], "lstm");
+        assert_eq!(map["state_inputs"], "h,c");
+        assert_eq!(map["state_outputs"], "h_out,c_out");
+        assert_eq!(map["hidden_size"], "128");
+        assert_eq!(map.len(), METADATA_KEYS.len() + RECURRENT_KEYS.len());
+        // The CNN writes none of them: its files are as before.
+        let cnn = sample(Algo::Ppo).meta.to_map();
+        assert!(RECURRENT_KEYS.iter().all(|k| !cnn.contains_key(*k)));
+        assert_eq!(cnn.len(), METADATA_KEYS.len());
+    }
+
+    #[test]
+    fn recurrent_metadata_errors_are_named() {
+        for key in RECURRENT_KEYS {
+            let mut map = sample_lstm().meta.to_map();
+            map.remove(key);
+            let err = Metadata::from_map(&map).expect_err(key);
+            assert!(
+                matches!(err, Error::MissingRecurrentMetadata { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        }
+        let cases = [
+            ("recurrent", "gru"),
+            ("state_inputs", "c,h"),
+            ("state_outputs", "h_out"),
+            ("hidden_size", "64"),
+            ("hidden_size", "x"),
+            // Mixed: an LSTM on 4 stacked frames, or labelled DQN.
+            ("frame_stack", "4"),
+            ("algo", "dqn"),
+        ];
+        for (key, value) in cases {
+            let mut map = sample_lstm().meta.to_map();
+            map.insert(key.to_owned(), value.to_owned());
+            let err = Metadata::from_map(&map).expect_err(key);
+            assert!(matches!(err, Error::BadMetadata { .. }), "{key}: {err}");
+            let named = if key == "algo" { "arch" } else { key };
+            assert!(
+                err.to_string().contains(&format!("`{named}`")),
+                "{key}: {err}"
+            );
+        }
+        // Mixed the other way: a CNN with a recurrent key, or on one frame.
+        for (key, value) in [
+            ("recurrent", "lstm"),
+            ("hidden_size", "128"),
+            ("frame_stack", "1"),
+        ] {
+            let mut map = sample(Algo::Ppo).meta.to_map();
+            map.insert(key.to_owned(), value.to_owned());
+            let err = Metadata::from_map(&map).expect_err(key);
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn lstm_tensors_must_match_the_lstm_specs() {
+        let ckpt = sample_lstm();
+        let map = ckpt.meta.to_map();
+        let mut t = ckpt.tensors.clone();
+        t.insert("lstm.weight_hh_l0".to_owned(), Tensor::zeros(vec![512, 64]));
+        let err = Checkpoint::from_bytes(&encode_raw(&t, map.clone())).expect_err("state");
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("[512, 128]") && msg.contains("nature_cnn_lstm"),
+            "{msg}"
+        );
+        // CNN weights labelled CNN-LSTM: the first conv takes 1 plane, not 4.
+        let cnn = sample(Algo::Ppo);
+        let err = Checkpoint::from_bytes(&encode_raw(&cnn.tensors, map)).expect_err("cnn");
+        assert!(err.to_string().contains("network.0.weight"), "{err}");
+        // And CNN-LSTM weights labelled CNN.
+        let err = Checkpoint::from_bytes(&encode_raw(&ckpt.tensors, cnn.meta.to_map()))
+            .expect_err("lstm as cnn");
+        assert!(err.to_string().contains("network.0.weight"), "{err}");
     }
 
     #[test]

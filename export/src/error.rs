@@ -55,6 +55,31 @@ pub enum Error {
         key: &'static str,
     },
 
+    /// A recurrent policy's checkpoint or model lacks one of the state keys.
+    #[error(
+        "metadata key `{key}` is missing: a recurrent (`{arch}`) checkpoint must also carry {}",
+        cartridge_contract::RECURRENT_KEYS.join(", ")
+    )]
+    MissingRecurrentMetadata {
+        /// The absent key.
+        key: &'static str,
+        /// The `arch` that needs it.
+        arch: &'static str,
+    },
+
+    /// A learner / policy combination that does not exist.
+    #[error(
+        "the `{policy}` policy (arch `{}`) exists for PPO only, not for {algo}; use the `cnn` \
+         policy with {algo}",
+        policy.arch()
+    )]
+    UnsupportedPolicy {
+        /// The learner.
+        algo: crate::Algo,
+        /// The policy asked for.
+        policy: crate::Policy,
+    },
+
     /// A metadata value could not be parsed or is out of range.
     #[error("metadata key `{key}` has invalid value {value:?}: {problem}")]
     BadMetadata {
@@ -80,14 +105,14 @@ pub enum Error {
 
     /// A parameter the network needs is absent.
     #[error(
-        "tensor `{name}` is missing: the {algo} network with {n_actions} actions needs it with \
+        "tensor `{name}` is missing: the {arch} network with {n_actions} actions needs it with \
          shape {expected:?}"
     )]
     MissingTensor {
         /// Parameter name.
         name: String,
-        /// Algorithm from the metadata.
-        algo: crate::Algo,
+        /// Network from the metadata (`algo`, `arch`).
+        arch: crate::Arch,
         /// Number of actions from the metadata.
         n_actions: usize,
         /// The shape it must have.
@@ -96,22 +121,23 @@ pub enum Error {
 
     /// A tensor that is not a parameter of the network.
     #[error(
-        "unexpected tensor `{name}` with shape {shape:?}: the {algo} network has no such \
-         parameter (check the checkpoint's `algo` metadata)"
+        "unexpected tensor `{name}` with shape {shape:?}: the {arch} network has no such \
+         parameter (check the checkpoint's `algo` and `arch` metadata)"
     )]
     UnexpectedTensor {
         /// Tensor name.
         name: String,
         /// Its shape.
         shape: Vec<usize>,
-        /// Algorithm from the metadata.
-        algo: crate::Algo,
+        /// Network from the metadata (`algo`, `arch`).
+        arch: crate::Arch,
     },
 
     /// A parameter with the wrong shape.
     #[error(
-        "tensor `{name}` has shape {found:?}, expected {expected:?} for the {algo} network with \
-         {n_actions} actions (the `actions` metadata must list one ALE id per policy output)"
+        "tensor `{name}` has shape {found:?}, expected {expected:?} for the {arch} network with \
+         {n_actions} actions (the `actions` metadata must list one ALE id per policy output; \
+         `arch` and `frame_stack` decide the trunk)"
     )]
     ShapeMismatch {
         /// Parameter name.
@@ -120,8 +146,8 @@ pub enum Error {
         found: Vec<usize>,
         /// Shape required.
         expected: Vec<usize>,
-        /// Algorithm from the metadata.
-        algo: crate::Algo,
+        /// Network from the metadata (`algo`, `arch`).
+        arch: crate::Arch,
         /// Number of actions from the metadata.
         n_actions: usize,
     },

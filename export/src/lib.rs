@@ -1,12 +1,13 @@
 //! Cartridge's exporter: training checkpoints (safetensors + metadata) to self-describing
 //! ONNX models, in pure Rust (no libtorch, no `protoc`).
 //!
-//! - [`arch`]: the Nature CNN's parameters (CleanRL names and shapes) and their
-//!   initialisation.
+//! - [`arch`]: the networks' parameters (CleanRL names and shapes: the Nature CNN, the
+//!   CNN-LSTM) and their initialisation.
 //! - [`checkpoint`]: the checkpoint file (safetensors, F32, string metadata), read and
 //!   validated or written atomically.
 //! - [`onnx`]: the ONNX graph (u8 input `obs` `[batch, 4, 84, 84]`, outputs `logits` and
-//!   `value` or `q_values`, `cartridge.*` metadata).
+//!   `value` or `q_values`, `cartridge.*` metadata; the CNN-LSTM adds the state inputs `h`,
+//!   `c` and outputs `h_out`, `c_out`).
 //!
 //! ```no_run
 //! # fn main() -> cartridge_export::Result<()> {
@@ -23,7 +24,7 @@ mod fsio;
 pub mod onnx;
 mod tensor;
 
-pub use arch::{param_specs, random_init, torch_default_init, Algo, ParamSpec};
+pub use arch::{param_specs, random_init, torch_default_init, Algo, Arch, ParamSpec, Policy};
 pub use checkpoint::{Checkpoint, Metadata};
 pub use error::{Error, Result};
 pub use fsio::write_atomic;

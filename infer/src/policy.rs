@@ -75,6 +75,14 @@ pub fn init_runtime() -> Result<PathBuf> {
     runtime().map(|(p, _)| p.clone())
 }
 
+/// The process's ONNX Runtime environment ([`init_runtime`] first), for sessions on models
+/// outside [`Policy`]'s contract (tests run recurrent models through it).
+///
+/// Errors: [`Error::RuntimeNotFound`].
+pub fn environment() -> Result<&'static Environment> {
+    runtime().map(|(_, env)| env)
+}
+
 fn runtime() -> Result<&'static (PathBuf, Environment)> {
     ORT_ENV
         .get_or_init(|| {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cartridge_export::{Algo, Checkpoint, Metadata};
+use cartridge_export::{Algo, Checkpoint, Metadata, Policy};
 use cartridge_infer::ale::{Emulator, EmulatorConfig};
 use cartridge_infer::rom::{Rom, RomSearch};
 
@@ -123,8 +123,14 @@ pub fn minimal_actions(rom: &Rom) -> Vec<u32> {
 
 /// A random-init checkpoint for a game, with the game's real MD5 and action set.
 pub fn random_checkpoint(algo: Algo, game: &str, seed: u64) -> Checkpoint {
+    random_checkpoint_with(algo, Policy::Cnn, game, seed)
+}
+
+/// [`random_checkpoint`] for `policy`'s network (`Policy::Lstm` with PPO only).
+pub fn random_checkpoint_with(algo: Algo, policy: Policy, game: &str, seed: u64) -> Checkpoint {
     let rom = rom(game);
-    let mut meta = Metadata::new(algo, game, rom.md5.clone(), minimal_actions(&rom));
+    let mut meta =
+        Metadata::new(algo, game, rom.md5.clone(), minimal_actions(&rom)).with_policy(policy);
     meta.seed = seed;
     Checkpoint::random(meta).expect("random checkpoint")
 }

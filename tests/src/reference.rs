@@ -6,9 +6,13 @@
 //! conv 4x4/2 -> 64, conv 3x3/1 -> 64, flatten channel-major, linear 3136 -> 512, ReLU after
 //! each, then the heads), not read from `cartridge_export::arch`. Convolution is im2col
 //! with explicit index arithmetic followed by a matrix product.
+//!
+//! The CNN-LSTM ([`forward_lstm`]) is written from CleanRL's `ppo_atari_lstm.py` `Agent` (the
+//! same trunk on one frame, `nn.LSTM(512, 128)`, heads on the LSTM's output) and the
+//! `torch.nn.LSTM` equations, gates in PyTorch's order `i, f, g, o` ([`lstm_cell`]).
 
 use cartridge_export::{Algo, Tensors};
-use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewD, Axis};
+use ndarray::{s, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewD, Axis};
 
 /// Runs the network given by `tensors` on a batch of observations.
 ///
@@ -30,6 +34,110 @@ pub fn forward(
     obs: ArrayView4<u8>,
 ) -> (Array2<f32>, Option<Array2<f32>>) {
     assert_eq!(&obs.shape()[1..], [4, 84, 84], "obs must be [N, 4, 84, 84]");
+    let features = trunk(tensors, obs);
+    let head = |name: &str| {
+        linear(
+            features.view(),
+            param2(tensors, &format!("{name}.weight")),
+            param1(tensors, &format!("{name}.bias")),
+        )
+    };
+    match algo {
+        Algo::Ppo => (head("actor"), Some(head("critic"))),
+        Algo::Dqn => (head("network.9"), None),
+    }
+}
+
+/// One step of the CNN-LSTM PPO policy (`arch` `nature_cnn_lstm`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LstmStep {
+    /// Policy logits, `[N, A]`.
+    pub logits: Array2<f32>,
+    /// State value, `[N, 1]`.
+    pub value: Array2<f32>,
+    /// Hidden state after the step, `[N, 128]` (the model's `h_out` without its leading 1).
+    pub h: Array2<f32>,
+    /// Cell state after the step, `[N, 128]`.
+    pub c: Array2<f32>,
+}
+
+/// Runs the CNN-LSTM PPO policy given by `tensors` one step from the state `(h, c)`.
+///
+/// - `obs`: u8 `[N, 1, 84, 84]`, scaled by 1/255 as the graph does;
+/// - `h`, `c`: f32 `[N, H]`, the state before the step, used as given (the caller zeroes it
+///   where an episode starts, as CleanRL's `get_states` multiplies it by `1 - done`).
+///
+/// The trunk's 512 features go through [`lstm_cell`] with `lstm.weight_ih_l0`,
+/// `lstm.weight_hh_l0`, `lstm.bias_ih_l0`, `lstm.bias_hh_l0`; `actor` and `critic` read the
+/// new `h`.
+///
+/// # Panics
+/// As [`forward`], and if `h` or `c` is not `[N, H]` with `H` the LSTM's hidden size.
+pub fn forward_lstm(
+    tensors: &Tensors,
+    obs: ArrayView4<u8>,
+    h: ArrayView2<f32>,
+    c: ArrayView2<f32>,
+) -> LstmStep {
+    assert_eq!(&obs.shape()[1..], [1, 84, 84], "obs must be [N, 1, 84, 84]");
+    let x = trunk(tensors, obs);
+    let (h, c) = lstm_cell(
+        x.view(),
+        h,
+        c,
+        param2(tensors, "lstm.weight_ih_l0"),
+        param2(tensors, "lstm.weight_hh_l0"),
+        param1(tensors, "lstm.bias_ih_l0"),
+        param1(tensors, "lstm.bias_hh_l0"),
+    );
+    let head = |name: &str| {
+        linear(
+            h.view(),
+            param2(tensors, &format!("{name}.weight")),
+            param1(tensors, &format!("{name}.bias")),
+        )
+    };
+    LstmStep {
+        logits: head("actor"),
+        value: head("critic"),
+        h,
+        c,
+    }
+}
+
+/// One step of a PyTorch `nn.LSTM` layer: `x` `[N, I]`, state `h`, `c` `[N, H]`, `w_ih`
+/// `[4H, I]`, `w_hh` `[4H, H]`, biases `[4H]`, the four `H`-row blocks being the gates `i, f,
+/// g, o` (PyTorch's order). Returns `(h', c')`:
+///
+/// `z = x w_ih^T + b_ih + h w_hh^T + b_hh`, `i = sigmoid(z[0:H])`, `f = sigmoid(z[H:2H])`,
+/// `g = tanh(z[2H:3H])`, `o = sigmoid(z[3H:4H])`, `c' = f c + i g`, `h' = o tanh(c')`.
+pub fn lstm_cell(
+    x: ArrayView2<f32>,
+    h: ArrayView2<f32>,
+    c: ArrayView2<f32>,
+    w_ih: ArrayView2<f32>,
+    w_hh: ArrayView2<f32>,
+    b_ih: ArrayView1<f32>,
+    b_hh: ArrayView1<f32>,
+) -> (Array2<f32>, Array2<f32>) {
+    let hidden = w_hh.ncols();
+    assert_eq!(w_ih.nrows(), 4 * hidden, "weight_ih must be [4H, I]");
+    assert_eq!(w_hh.nrows(), 4 * hidden, "weight_hh must be [4H, H]");
+    assert_eq!(h.dim(), (x.nrows(), hidden), "h must be [N, H]");
+    assert_eq!(c.dim(), (x.nrows(), hidden), "c must be [N, H]");
+    let z = linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh);
+    let gate = |k: usize| z.slice(s![.., k * hidden..(k + 1) * hidden]).to_owned();
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let (i, f) = (gate(0).mapv(sigmoid), gate(1).mapv(sigmoid));
+    let (g, o) = (gate(2).mapv(f32::tanh), gate(3).mapv(sigmoid));
+    let c_new = f * c + i * g;
+    let h_new = o * c_new.mapv(f32::tanh);
+    (h_new, c_new)
+}
+
+/// The Nature CNN trunk on `obs` u8 `[N, S, 84, 84]` (any stack `S` the first conv takes):
+/// features `[N, 512]` after the last ReLU.
+fn trunk(tensors: &Tensors, obs: ArrayView4<u8>) -> Array2<f32> {
     let scale = 1.0f32 / 255.0;
     let mut x = obs.mapv(|v| f32::from(v) * scale);
     for (layer, stride) in [("network.0", 4), ("network.2", 2), ("network.4", 1)] {
@@ -53,17 +161,7 @@ pub fn forward(
         param1(tensors, "network.7.bias"),
     );
     relu(&mut features);
-    let head = |name: &str| {
-        linear(
-            features.view(),
-            param2(tensors, &format!("{name}.weight")),
-            param1(tensors, &format!("{name}.bias")),
-        )
-    };
-    match algo {
-        Algo::Ppo => (head("actor"), Some(head("critic"))),
-        Algo::Dqn => (head("network.9"), None),
-    }
+    features
 }
 
 /// 2-D cross-correlation (PyTorch / ONNX `Conv`), no padding, no dilation, one group.

@@ -83,3 +83,64 @@ fn random_init_without_actions_says_what_is_missing() {
         .arg(dir.path().join("x.onnx")));
     assert_clean_failure(&o, "--actions");
 }
+
+#[test]
+fn init_random_lstm_writes_a_recurrent_model_and_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = dir.path().join("lstm.onnx");
+    let ckpt = dir.path().join("lstm.safetensors");
+    let args = [
+        "--init",
+        "random",
+        "--policy",
+        "lstm",
+        "--algo",
+        "ppo",
+        "--game",
+        "breakout",
+        "--actions",
+        "0,1,3,4",
+        "--rom-md5",
+        "f34f08e5eb96e500e851a80be3277a56",
+    ];
+    let o = run(Command::new(bin("export"))
+        .args(args)
+        .arg("-o")
+        .arg(&onnx)
+        .arg("--checkpoint-out")
+        .arg(&ckpt));
+    let (out, err) = texts(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("ppo lstm"), "{out}");
+    let meta = onnx_metadata(&onnx);
+    let get = |k: &str| meta.get(k).map(String::as_str);
+    assert_eq!(get("cartridge.arch"), Some("nature_cnn_lstm"));
+    assert_eq!(get("cartridge.frame_stack"), Some("1"));
+    assert_eq!(get("cartridge.recurrent"), Some("lstm"));
+    assert_eq!(get("cartridge.hidden_size"), Some("128"));
+    let back = cartridge_export::Checkpoint::read(&ckpt).expect("checkpoint reads");
+    assert_eq!(back.tensors["lstm.weight_hh_l0"].shape, [512, 128]);
+
+    // The checkpoint converts to the same bytes.
+    let again = dir.path().join("again.onnx");
+    let o = run(Command::new(bin("export"))
+        .arg("--onnx")
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(&again));
+    assert!(o.status.success(), "{:?}", texts(&o));
+    assert_eq!(
+        std::fs::read(&again).expect("read"),
+        std::fs::read(&onnx).expect("read")
+    );
+
+    // The LSTM is PPO only.
+    let mut dqn = args;
+    dqn[5] = "dqn";
+    let o = run(Command::new(bin("export"))
+        .args(dqn)
+        .arg("-o")
+        .arg(dir.path().join("dqn.onnx")));
+    assert_clean_failure(&o, "PPO only");
+    assert!(!dir.path().join("dqn.onnx").exists());
+}

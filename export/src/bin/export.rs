@@ -3,7 +3,8 @@
 //! ```text
 //! export --onnx CKPT.safetensors -o MODEL.onnx [--meta KEY=VALUE ...]
 //! export --init random --algo ppo|dqn --game breakout --actions 0,1,3,4 --rom-md5 MD5 \
-//!        -o MODEL.onnx [--seed 1] [--checkpoint-out CKPT.safetensors] [--meta KEY=VALUE ...]
+//!        -o MODEL.onnx [--policy cnn|lstm] [--seed 1] [--checkpoint-out CKPT.safetensors] \
+//!        [--meta KEY=VALUE ...]
 //! ```
 //!
 //! Prints one line describing what was written; on failure prints `error: ...` to stderr
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use cartridge_export::checkpoint::parse_actions;
-use cartridge_export::{to_onnx, write_atomic, Algo, Checkpoint, Metadata};
+use cartridge_export::{to_onnx, write_atomic, Algo, Arch, Checkpoint, Metadata, Policy};
 use clap::{ArgGroup, Parser, ValueEnum};
 
 /// Command line as parsed, before any checks across arguments.
@@ -45,6 +46,12 @@ struct Args {
     /// With --init: the learner, which decides the network heads.
     #[arg(long, value_enum, conflicts_with = "onnx")]
     algo: Option<AlgoArg>,
+
+    /// With --init: the network between observation and heads: the Nature CNN on 4 stacked
+    /// frames, or the CNN-LSTM on one frame (PPO only; inputs h, c and outputs h_out, c_out
+    /// carry its state).
+    #[arg(long, value_enum, default_value_t = PolicyArg::Cnn, conflicts_with = "onnx")]
+    policy: PolicyArg,
 
     /// With --init: the game (ROM file stem, e.g. `breakout`).
     #[arg(long, conflicts_with = "onnx")]
@@ -84,6 +91,21 @@ impl From<AlgoArg> for Algo {
         match a {
             AlgoArg::Ppo => Algo::Ppo,
             AlgoArg::Dqn => Algo::Dqn,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    Cnn,
+    Lstm,
+}
+
+impl From<PolicyArg> for Policy {
+    fn from(p: PolicyArg) -> Policy {
+        match p {
+            PolicyArg::Cnn => Policy::Cnn,
+            PolicyArg::Lstm => Policy::Lstm,
         }
     }
 }
@@ -144,12 +166,15 @@ impl Plan {
                         missing.join(", ")
                     );
                 };
+                // Refuses `--algo dqn --policy lstm` in the flags' words.
+                Arch::new(algo.into(), args.policy.into()).context("--policy")?;
                 let mut meta = Metadata::new(
                     algo.into(),
                     game,
                     rom_md5.to_ascii_lowercase(),
                     parse_actions(&actions).context("--actions")?,
-                );
+                )
+                .with_policy(args.policy.into());
                 meta.seed = args.seed;
                 meta.validate()?;
                 if let Some(ckpt) = &args.checkpoint_out {
@@ -194,8 +219,12 @@ impl Plan {
         };
         let bytes = to_onnx(&ckpt, &self.extra_meta)?;
         write_atomic(&self.output, &bytes)?;
+        let policy = match ckpt.meta.policy()? {
+            Policy::Cnn => String::new(),
+            p => format!(" {p}"),
+        };
         Ok(format!(
-            "wrote {} ({}, {}, {} actions, {} bytes){}",
+            "wrote {} ({}{policy}, {}, {} actions, {} bytes){}",
             self.output.display(),
             ckpt.meta.algo,
             ckpt.meta.game,

@@ -13,6 +13,8 @@ pub mod data_type {
     pub const FLOAT: i32 = 1;
     /// Unsigned byte.
     pub const UINT8: i32 = 2;
+    /// Signed 64-bit integer (axes of `Squeeze` / `Unsqueeze`).
+    pub const INT64: i32 = 7;
 }
 
 /// `AttributeProto.AttributeType`.
