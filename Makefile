@@ -9,6 +9,9 @@
 #   make bench   criterion benchmarks of the runtime, and `train ppo --bench`.
 #   make gpu-smoke  on a GPU machine: train's CUDA benchmarks and save/resume checks
 #                (scripts/gpu-smoke.sh; docs/GPU.md).
+#   make bench-compare  `train ... --bench` against CleanRL's DQN and PPO scripts on one pinned
+#                core, alternating (scripts/bench-compare.sh; clones CleanRL and builds its
+#                venv under ~/.cache/cartridge; docs/results/bench-compare.md).
 #   make eval    the README's evaluation protocol for MODEL on GAME with `play` itself: 30 full games with
 #                NoopReset starts, sticky actions off (seed 1), then p = 0.25 (seed 2); prints
 #                play's two JSON summary lines (the model cards' models/<game>.eval.jsonl).
@@ -29,7 +32,7 @@ PLAY_ARGS  ?=
 # torch-sys builds against the torch of .venv: its python must come first on PATH.
 TORCH_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: play test lint bench train gpu-smoke eval deps test-deps venv build clean-models
+.PHONY: play test lint bench bench-compare train gpu-smoke eval deps test-deps venv build clean-models
 
 # --- set-up ------------------------------------------------------------------------------
 
@@ -99,6 +102,10 @@ bench: build train
 # CUDA, a CPU checkpoint resumed on CUDA; one JSON line each (docs/GPU.md).
 gpu-smoke: train
 	scripts/gpu-smoke.sh $(RELEASE)/train
+
+# CleanRL side by side (needs internet for CleanRL's clone and its pinned Python packages).
+bench-compare: train
+	scripts/bench-compare.sh $(RELEASE)/train
 
 EVAL_EPISODES ?= 30
 eval: build $(VENV)/.stamp
