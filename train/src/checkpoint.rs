@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cartridge_export::{param_specs, write_atomic, Algo, Checkpoint, Tensors};
+use cartridge_export::{param_specs, write_atomic, Algo, Arch, Checkpoint, Tensors};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use serde::de::DeserializeOwned;
@@ -86,8 +86,8 @@ pub trait SaveToFile {
 /// What a checkpoint holds besides the counters.
 #[allow(missing_debug_implementations)] // holds a `dyn SaveToFile`
 pub struct Snapshot<'a> {
-    /// Which network `model` is.
-    pub algo: Algo,
+    /// Which network `model` is (its Adam moments follow its [`param_specs`]).
+    pub arch: Arch,
     /// Network weights and metadata.
     pub model: Checkpoint,
     /// The optimizer of `model`'s parameters (in [`param_specs`] order).
@@ -113,7 +113,7 @@ pub fn save<A: Serialize>(run: &Path, snap: &Snapshot<'_>, state: &RunState<A>) 
     let n_actions = snap.model.meta.actions.len();
     write_atomic(
         dir.join("optimizer.safetensors"),
-        &optimizer_bytes(snap.algo, n_actions, snap.adam)?,
+        &optimizer_bytes(snap.arch, n_actions, snap.adam)?,
     )?;
     if let Some(t) = &snap.target {
         Checkpoint {
@@ -225,9 +225,17 @@ pub fn load<A: DeserializeOwned>(run: &Path) -> Result<Loaded<A>> {
     })
 }
 
-/// Puts loaded moments into `adam` (parameters in [`param_specs`] order of `algo`).
-pub fn restore_adam<A>(adam: &mut Adam, loaded: &Loaded<A>, algo: Algo) -> Result<()> {
-    let specs = param_specs(algo, loaded.model.meta.actions.len());
+/// Puts loaded moments into `adam` (parameters in [`param_specs`] order of `arch`, the
+/// network being trained); refuses a checkpoint whose metadata names another network.
+pub fn restore_adam<A>(adam: &mut Adam, loaded: &Loaded<A>, arch: Arch) -> Result<()> {
+    let saved = loaded.model.meta.network()?;
+    if saved != arch {
+        return Err(Error::Resume {
+            path: loaded.dir.clone(),
+            reason: format!("the checkpoint holds a {saved} network, not {arch}"),
+        });
+    }
+    let specs = param_specs(arch, loaded.model.meta.actions.len());
     let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
     adam.step = loaded.adam_step;
     for (i, name) in names.iter().enumerate() {
@@ -243,8 +251,8 @@ pub fn restore_adam<A>(adam: &mut Adam, loaded: &Loaded<A>, algo: Algo) -> Resul
     Ok(())
 }
 
-fn optimizer_bytes(algo: Algo, n_actions: usize, adam: &Adam) -> Result<Vec<u8>> {
-    let specs = param_specs(algo, n_actions);
+fn optimizer_bytes(arch: Arch, n_actions: usize, adam: &Adam) -> Result<Vec<u8>> {
+    let specs = param_specs(arch, n_actions);
     let mut tensors = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         tensors.push((format!("m.{}", s.name), to_export(&adam.m[i])?));

@@ -6,17 +6,19 @@
 
 use std::collections::BTreeMap;
 
-use cartridge_export::{param_specs, Algo, Tensor as ExportTensor, Tensors};
+use cartridge_export::{param_specs, Arch, Tensor as ExportTensor, Tensors};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 use crate::Result;
 
-/// The Nature CNN trunk (Mnih et al. 2015): `[B, 4, 84, 84]` f32 in [0, 1] -> `[B, 512]`
-/// features, with layers named `network.0`, `network.2`, `network.4`, `network.7` under `net`
-/// (the indices of CleanRL's `nn.Sequential`). Weights get tch's default init (PyTorch's
-/// Kaiming-uniform rule); callers overwrite it where CleanRL does.
-pub(crate) fn nature_trunk(net: &nn::Path) -> nn::Sequential {
+/// The Nature CNN trunk (Mnih et al. 2015): `[B, in_channels, 84, 84]` f32 in [0, 1] ->
+/// `[B, 512]` features, with layers named `network.0`, `network.2`, `network.4`, `network.7`
+/// under `net` (the indices of CleanRL's `nn.Sequential`). `in_channels` is the policy's frame
+/// stack ([`cartridge_export::Policy::frame_stack`]: 4 for the CNN, 1 for the CNN-LSTM).
+/// Weights get tch's default init (PyTorch's Kaiming-uniform rule); callers overwrite it where
+/// CleanRL does.
+pub(crate) fn nature_trunk(net: &nn::Path, in_channels: usize) -> nn::Sequential {
     let conv = |i: &str, c_in, c_out, k, s| {
         nn::conv2d(
             net / i,
@@ -30,7 +32,7 @@ pub(crate) fn nature_trunk(net: &nn::Path) -> nn::Sequential {
         )
     };
     nn::seq()
-        .add(conv("0", 4, 32, 8, 4))
+        .add(conv("0", in_channels as i64, 32, 8, 4))
         .add_fn(|x| x.relu())
         .add(conv("2", 32, 64, 4, 2))
         .add_fn(|x| x.relu())
@@ -41,23 +43,25 @@ pub(crate) fn nature_trunk(net: &nn::Path) -> nn::Sequential {
         .add_fn(|x| x.relu())
 }
 
-pub(crate) fn params_of(vs: &nn::VarStore, algo: Algo, n_actions: usize) -> Vec<Tensor> {
+/// The parameters of `vs` in [`param_specs`] order of the network `arch`.
+pub(crate) fn params_of(vs: &nn::VarStore, arch: Arch, n_actions: usize) -> Vec<Tensor> {
     let vars = vs.variables();
-    param_specs(algo, n_actions)
+    param_specs(arch, n_actions)
         .iter()
         .map(|s| vars[s.name].shallow_clone())
         .collect()
 }
 
+/// Copies `tensors` (the names and shapes of [`param_specs`] of `arch`) into `vs`.
 pub(crate) fn load_into(
     vs: &nn::VarStore,
-    algo: Algo,
+    arch: Arch,
     n_actions: usize,
     tensors: &Tensors,
 ) -> Result<()> {
     let vars = vs.variables();
     tch::no_grad(|| -> Result<()> {
-        for spec in param_specs(algo, n_actions) {
+        for spec in param_specs(arch, n_actions) {
             let src = tensors
                 .get(spec.name)
                 .ok_or_else(|| crate::Error::Model(format!("tensor {} is missing", spec.name)))?;
@@ -75,14 +79,14 @@ pub(crate) fn load_into(
     })
 }
 
-/// Named tch tensors -> export tensors in [`param_specs`] order.
+/// Named tch tensors -> export tensors in [`param_specs`] order of the network `arch`.
 pub fn tensors_of(
     vars: &std::collections::HashMap<String, Tensor>,
-    algo: Algo,
+    arch: Arch,
     n_actions: usize,
 ) -> Result<Tensors> {
     let mut out = BTreeMap::new();
-    for spec in param_specs(algo, n_actions) {
+    for spec in param_specs(arch, n_actions) {
         out.insert(spec.name.to_string(), to_export(&vars[spec.name])?);
     }
     Ok(out)

@@ -392,7 +392,9 @@ pub(crate) fn metadata<A: serde::Serialize>(
 
 /// Ends a run that reached its total: writes `model.onnx` from `ckpt`, evaluates it
 /// (`run.eval_episodes` full games, the algorithm's default action selection), writes
-/// `eval.json`, records the result in the model's metadata and reports the outcome.
+/// `eval.json`, records the result in the model's metadata and reports the outcome. A
+/// recurrent policy is exported but not evaluated (with a note on stderr): `play`'s session
+/// cannot step one yet.
 pub(crate) fn finish(
     out: PathBuf,
     rom: &Rom,
@@ -418,6 +420,15 @@ fn evaluate_export(
     let onnx = out.join("model.onnx");
     cartridge_export::write_onnx(ckpt, &[], &onnx)?;
     if run.eval_episodes == 0 {
+        return Ok(None);
+    }
+    let policy = ckpt.meta.policy()?;
+    if policy.is_recurrent() {
+        eprintln!(
+            "note: {} holds a recurrent policy (--policy {policy}); it is not evaluated (no \
+             eval.json): play support for recurrent models is not implemented yet",
+            onnx.display()
+        );
         return Ok(None);
     }
     let eval_seed = RunSeeds {

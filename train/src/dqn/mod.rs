@@ -94,7 +94,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
             reason: "no target.safetensors; is this a `train dqn` run?".into(),
         })?;
         agent.target.load(target)?;
-        checkpoint::restore_adam(&mut agent.adam, l, Algo::Dqn)?;
+        checkpoint::restore_adam(&mut agent.adam, l, Algo::Dqn.into())?;
         match l.replay_path() {
             Some(p) => {
                 replay.load(&p)?;
@@ -211,7 +211,7 @@ fn save(
 ) -> Result<()> {
     let a = &state.args;
     let snap = Snapshot {
-        algo: Algo::Dqn,
+        arch: Algo::Dqn.into(),
         model: Checkpoint {
             meta: metadata(Algo::Dqn, rom, actions, state, a.run.seed)?,
             tensors: agent.online.tensors()?,

@@ -1,6 +1,6 @@
 //! The DQN Q-network (CleanRL `dqn_atari.py` `QNetwork`, Mnih et al. 2015).
 
-use cartridge_export::{Algo, Tensors};
+use cartridge_export::{Algo, Arch, Policy, Tensors};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
@@ -26,7 +26,7 @@ impl QNetwork {
     pub fn new(device: Device, n_actions: usize, seed: u64) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let net = vs.root() / "network";
-        let trunk = nature_trunk(&net);
+        let trunk = nature_trunk(&net, Policy::Cnn.frame_stack());
         let head = nn::linear(&net / "9", 512, n_actions as i64, Default::default());
         let mut me = Self {
             vs,
@@ -60,17 +60,17 @@ impl QNetwork {
 
     /// The trainable parameters in [`param_specs`] order.
     pub fn params(&self) -> Vec<Tensor> {
-        params_of(&self.vs, Algo::Dqn, self.n_actions)
+        params_of(&self.vs, Arch::cnn(Algo::Dqn), self.n_actions)
     }
 
     /// Copies `tensors` (names and shapes of [`param_specs`]) into the network.
     pub fn load(&mut self, tensors: &Tensors) -> Result<()> {
-        load_into(&self.vs, Algo::Dqn, self.n_actions, tensors)
+        load_into(&self.vs, Arch::cnn(Algo::Dqn), self.n_actions, tensors)
     }
 
     /// The parameters as export tensors (CPU, f32), for checkpoints.
     pub fn tensors(&self) -> Result<Tensors> {
-        tensors_of(&self.vs.variables(), Algo::Dqn, self.n_actions)
+        tensors_of(&self.vs.variables(), Arch::cnn(Algo::Dqn), self.n_actions)
     }
 
     /// Polyak update from `online`: `self = tau * online + (1 - tau) * self` (tau 1: a copy).

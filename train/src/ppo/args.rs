@@ -1,7 +1,12 @@
 //! PPO arguments, named and defaulted as CleanRL's `ppo_atari.py` (which follows baselines'
 //! `ppo2` Atari settings and the PPO paper's Table 5), and the validated configuration derived
 //! from them.
+//!
+//! `--policy lstm` selects CleanRL's `ppo_atari_lstm.py` instead (its network, its rollout state
+//! and its whole-sequence minibatches); that file's `Args` are `ppo_atari.py`'s, default for
+//! default (fe8d8a0), so every other flag means and defaults the same for both policies.
 
+use cartridge_export::Policy;
 use clap::{ArgAction, Args};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +20,14 @@ pub struct PpoArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub run: RunArgs,
+    /// Policy network: `cnn`, the Nature CNN on 4 stacked frames (CleanRL ppo_atari.py), or
+    /// `lstm`, the Nature CNN on the newest frame, then an LSTM of 128 units, whose state the
+    /// rollout carries and zeroes at episode starts, trained on minibatches of whole
+    /// environments' sequences (CleanRL ppo_atari_lstm.py; --num-envs must then be a multiple
+    /// of --num-minibatches). A learning argument: kept by --resume.
+    #[arg(long, default_value_t = Policy::Cnn)]
+    #[serde(default, with = "policy_name")]
+    pub policy: Policy,
     /// Total agent steps (summed over environments; 1 agent step = 4 emulated frames). With
     /// --resume: the run's new total (to extend it); the schedules become those of a run
     /// started with this total (learning rate annealed to 0 at it; epsilon falling over
@@ -105,6 +118,14 @@ impl PpoConfig {
                 a.num_minibatches
             ));
         }
+        if a.policy == Policy::Lstm && a.num_envs % a.num_minibatches != 0 {
+            return bad(format!(
+                "--policy lstm trains on minibatches of whole environments' sequences \
+                 (ppo_atari_lstm.py: num_envs / num_minibatches environments each): --num-envs {} \
+                 must be a multiple of --num-minibatches {}",
+                a.num_envs, a.num_minibatches
+            ));
+        }
         if a.num_minibatches > batch_size {
             return bad(format!(
                 "--num-minibatches {} exceeds the batch size {batch_size}",
@@ -151,6 +172,22 @@ impl PpoConfig {
     /// counts from 1).
     pub fn frac(&self, iteration: u64) -> f64 {
         1.0 - (iteration.saturating_sub(1)) as f64 / self.num_iterations as f64
+    }
+}
+
+/// `policy` in `state.json` and the checkpoint's `args`: `"cnn"` or `"lstm"`; runs saved before
+/// the flag existed have none and are CNN runs (`#[serde(default)]`).
+mod policy_name {
+    use cartridge_export::Policy;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Policy, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Policy, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -222,5 +259,46 @@ mod tests {
             e.to_string().contains("--clip-coef must be positive"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn policy_flag_is_saved_and_old_runs_without_it_are_cnn_runs() {
+        assert_eq!(parse(&[]).policy, Policy::Cnn);
+        let lstm = parse(&["--policy", "lstm"]);
+        assert_eq!(lstm.policy, Policy::Lstm);
+        let json = serde_json::to_value(&lstm).expect("json");
+        assert_eq!(json["policy"], "lstm");
+        let back: PpoArgs = serde_json::from_value(json).expect("back");
+        assert_eq!(back, lstm);
+        // runs/breakout-ppo's state.json args, written before --policy existed (and before
+        // --env-groups): they must load, as a CNN run.
+        let old = r#"{"rom": "breakout", "out": "runs/breakout-ppo", "resume": null, "seed": 1,
+            "device": "auto", "threads": 2, "env_threads": 2, "save_every": 200000,
+            "eval_episodes": 10, "sticky": 0.0, "bench": false, "total_timesteps": 10000000,
+            "learning_rate": 0.00025, "num_envs": 8, "num_steps": 128, "anneal_lr": true,
+            "gamma": 0.99, "gae_lambda": 0.95, "num_minibatches": 4, "update_epochs": 4,
+            "norm_adv": true, "clip_coef": 0.1, "anneal_clip": false, "clip_vloss": true,
+            "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "target_kl": null,
+            "adam_eps": 0.00001}"#;
+        let a: PpoArgs = serde_json::from_str(old).expect("old args");
+        assert_eq!(a.policy, Policy::Cnn);
+        assert!(
+            serde_json::from_str::<PpoArgs>(&old.replace('}', r#", "policy": "gru"}"#)).is_err()
+        );
+    }
+
+    #[test]
+    fn lstm_needs_whole_environments_per_minibatch() {
+        // ppo_atari_lstm.py asserts num_envs % num_minibatches == 0.
+        let e = PpoConfig::from_args(&parse(&["--policy", "lstm", "--num-envs", "6"]))
+            .expect_err("6 envs into 4 minibatches");
+        assert!(
+            e.to_string()
+                .contains("must be a multiple of --num-minibatches 4"),
+            "{e}"
+        );
+        // The CNN splits steps, not environments: 6 x 128 into 4 is fine.
+        PpoConfig::from_args(&parse(&["--num-envs", "6"])).expect("cnn");
+        PpoConfig::from_args(&parse(&["--policy", "lstm", "--num-envs", "8"])).expect("lstm");
     }
 }

@@ -3,7 +3,7 @@
 //! baselines' `ppo2` Atari settings (the paper's Table 5). Read top to bottom:
 //!
 //! 1. [`args`]: the flags and their defaults, validated into a [`PpoConfig`];
-//! 2. [`network`]: the Nature CNN actor-critic;
+//! 2. [`network`]: the Nature CNN actor-critic (`--policy lstm`: the CNN-LSTM one);
 //! 3. [`storage`]: one rollout, `[T, N]` per quantity;
 //! 4. [`rollout`]: `num_steps` steps of every environment;
 //! 5. [`gae`]: generalized advantage estimation (Schulman et al. 2016);
@@ -24,6 +24,15 @@
 //!   resumed run samples as an uninterrupted one would from that iteration on.
 //! - Adam is written out (`crate::adam`, PyTorch's single-tensor algorithm) so its moments
 //!   are checkpointed.
+//!
+//! `--policy lstm` follows CleanRL's `ppo_atari_lstm.py` (fe8d8a0) instead, whose arguments
+//! and loop are `ppo_atari.py`'s except for the recurrent policy: the network
+//! ([`network::ActorCritic`] with [`cartridge_export::Policy::Lstm`]: the trunk on the newest
+//! frame, `nn.LSTM(512, 128)`, the heads on its output), the LSTM state carried through the
+//! rollout and zeroed where an episode starts ([`rollout`]), and minibatches of whole
+//! environments' sequences re-run from the rollout's initial state ([`update::minibatches`]).
+//! The same deliberate differences apply. The exported `model.onnx` is not evaluated at the
+//! end: `play`'s session cannot step a recurrent model yet.
 
 pub mod args;
 pub mod bench;
@@ -153,12 +162,12 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
     let num_envs = cfg.args.num_envs;
     let (envs, actions, env_threads) = make_envs(&rom, &run, num_envs, state.resumes)?;
 
-    let mut model = ActorCritic::new(device, actions.len(), run.seed)?;
+    let mut model = ActorCritic::with_policy(cfg.args.policy, device, actions.len(), run.seed)?;
     let mut adam = Adam::new(&model.params(), cfg.args.learning_rate, cfg.args.adam_eps);
     if let Some(l) = &loaded {
         check_actions(l, &rom, &actions)?;
+        checkpoint::restore_adam(&mut adam, l, model.arch())?;
         model.load(&l.model.tensors)?;
-        checkpoint::restore_adam(&mut adam, l, Algo::Ppo)?;
     }
     let mut learner = Learner {
         storage: Storage::new(cfg.args.num_steps, num_envs, device),
@@ -228,7 +237,8 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
     log.plot(&title)?;
     log.finish();
     let ckpt = cartridge_export::Checkpoint {
-        meta: metadata(Algo::Ppo, &rom, &actions, &state, run.seed)?,
+        meta: metadata(Algo::Ppo, &rom, &actions, &state, run.seed)?
+            .with_policy(learner.model.policy()),
         tensors: learner.model.tensors()?,
     };
     finish(out, &rom, &run, &ckpt, state.global_step)
@@ -243,9 +253,10 @@ fn save(
     actions: &[i32],
 ) -> Result<()> {
     let snap = Snapshot {
-        algo: Algo::Ppo,
+        arch: model.arch(),
         model: cartridge_export::Checkpoint {
-            meta: metadata(Algo::Ppo, rom, actions, state, state.args.run.seed)?,
+            meta: metadata(Algo::Ppo, rom, actions, state, state.args.run.seed)?
+                .with_policy(model.policy()),
             tensors: model.tensors()?,
         },
         adam,

@@ -1,6 +1,6 @@
 //! PPO's rollout (CleanRL `ppo_atari.py`, "ALGO LOGIC: action logic"): `num_steps` steps of
 //! every environment, actions sampled from the policy, with the time-limit bootstrap of
-//! truncated steps.
+//! truncated steps; for the CNN-LSTM policy, `ppo_atari_lstm.py`'s recurrent state.
 
 use std::time::Instant;
 
@@ -9,7 +9,8 @@ use tch::{no_grad, Device, Kind, Tensor};
 use super::losses::log_prob_entropy;
 use super::network::ActorCritic;
 use super::storage::Storage;
-use crate::tensors::OBS_DIMS;
+use crate::lstm::LstmState;
+use crate::tensors::{self, OBS_DIMS};
 use crate::vecenv::{Episode, Transition, VecEnv};
 use crate::Result;
 
@@ -43,6 +44,16 @@ pub struct Timings {
 /// other groups step. Each environment's own sequence (observation, action from the current
 /// policy, transition) is the same either way; only the order in which libtorch's generator
 /// draws the groups' actions differs.
+///
+/// The CNN-LSTM (CleanRL `ppo_atari_lstm.py`) carries each environment's state across steps
+/// and rollouts (`storage.lstm_state`, CleanRL's `next_lstm_state`; a group's rows with
+/// `--env-groups`), saves it at the start (`initial_lstm_state`), records per step whether
+/// the observation begins an episode (`starts`: CleanRL's `dones[step] = next_done`) and
+/// zeroes the state of those environments before the step (`get_states`' `1 - done`). A
+/// truncated step's bootstrap `V(final obs)` steps from the state after that step (the one
+/// the episode would continue from), unmasked; `V(obs_T)` from the carried state masked by
+/// the last step's flags, as CleanRL's `get_value(next_obs, next_lstm_state, next_done)`;
+/// neither changes the carried state.
 pub fn rollout(
     model: &ActorCritic,
     envs: &mut VecEnv,
@@ -52,10 +63,24 @@ pub fn rollout(
 ) -> Result<(Vec<Episode>, Vec<f32>)> {
     let n = envs.len();
     let t_len = storage.obs.size()[0] as usize;
+    // The previous rollout's last flags start this one (CleanRL's `next_done`); none in a new
+    // storage (a new run, or a resume, whose environments restart).
+    let first_starts = if storage.dones.len() == t_len * n {
+        storage.dones[(t_len - 1) * n..].to_vec()
+    } else {
+        vec![false; n]
+    };
     storage.rewards.clear();
     storage.rewards.resize(t_len * n, 0.0);
     storage.dones.clear();
     storage.dones.resize(t_len * n, false);
+    storage.starts.clear();
+    storage.starts.resize(t_len * n, false);
+    storage.starts[..n].copy_from_slice(&first_starts);
+    storage.initial_lstm_state = model.zero_state(n as i64).map(|zeros| {
+        let carried = storage.lstm_state.get_or_insert(zeros);
+        carried.detach()
+    });
     envs.take_busy_s();
     let mut episodes = Vec::new();
     for t in 0..=t_len {
@@ -76,6 +101,11 @@ pub fn rollout(
                     envs_of_g.start,
                 )?;
                 episodes.extend(transitions.iter().filter_map(|tr| tr.episode));
+                if t < t_len {
+                    for k in envs_of_g.clone() {
+                        storage.starts[t * n + k] = storage.dones[(t - 1) * n + k];
+                    }
+                }
             }
             timings.env_s += (t1 - t0).as_secs_f64();
             if t == t_len {
@@ -88,8 +118,18 @@ pub fn rollout(
             let len = envs_of_g.len() as i64;
             let mut obs = storage.obs.get(t as i64).narrow(0, lo, len);
             storage.uploader.upload_into(envs.group_obs(g), &mut obs)?;
+            let starts = &storage.starts[t * n + envs_of_g.start..t * n + envs_of_g.end];
             let (action, logprob, value) = no_grad(|| {
-                let (logits, value) = model.forward(&obs);
+                let carried = storage.lstm_state.as_ref().map(|s| LstmState {
+                    h: s.h.narrow(0, lo, len),
+                    c: s.c.narrow(0, lo, len),
+                });
+                let state = carried.as_ref().map(|s| masked(s, starts));
+                let (logits, value, next) = model.step(&obs, state.as_ref());
+                if let (Some(carried), Some(next)) = (carried, next) {
+                    carried.h.shallow_clone().copy_(&next.h);
+                    carried.c.shallow_clone().copy_(&next.c);
+                }
                 let action = logits
                     .softmax(-1, Kind::Float)
                     .multinomial(1, true)
@@ -110,10 +150,23 @@ pub fn rollout(
     timings.env_busy_s += envs.take_busy_s();
     let t0 = Instant::now();
     let obs = storage.uploader.upload(&[envs.obs()], &OBS_DIMS)?;
+    let last_dones = &storage.dones[(t_len - 1) * n..];
+    let state = storage.lstm_state.as_ref().map(|s| masked(s, last_dones));
     let next_value: Vec<f32> =
-        Vec::try_from(&no_grad(|| model.value(&obs)).to_device(Device::Cpu))?;
+        Vec::try_from(&no_grad(|| model.step(&obs, state.as_ref()).1).to_device(Device::Cpu))?;
     timings.inference_s += t0.elapsed().as_secs_f64();
     Ok((episodes, next_value))
+}
+
+/// `state` with the rows where `starts` is true zeroed (multiplied by `1 - start`, as
+/// CleanRL's `get_states` and [`crate::lstm::LstmCore::unroll`] do).
+pub(crate) fn masked(state: &LstmState, starts: &[bool]) -> LstmState {
+    let keep: Vec<f32> = starts.iter().map(|&s| if s { 0.0 } else { 1.0 }).collect();
+    let keep = tensors::from_f32(&keep, &[keep.len() as i64, 1], state.h.device());
+    LstmState {
+        h: &state.h * &keep,
+        c: &state.c * &keep,
+    }
 }
 
 /// Writes the rewards (with the time-limit bootstrap) and dones of one group's step into
@@ -137,7 +190,18 @@ fn record(
             .map(|&k| envs.final_obs(first + k))
             .collect();
         let fo = storage.uploader.upload(&finals, &OBS_DIMS)?;
-        let v: Vec<f32> = Vec::try_from(&no_grad(|| model.value(&fo)).to_device(Device::Cpu))?;
+        // The CNN-LSTM continues from the state after this step's input (not zeroed: the
+        // final observation belongs to the episode that was cut).
+        let state = storage.lstm_state.as_ref().map(|s| {
+            let rows: Vec<i64> = truncated.iter().map(|&k| (first + k) as i64).collect();
+            s.select(&tensors::from_i64(
+                &rows,
+                &[rows.len() as i64],
+                s.h.device(),
+            ))
+        });
+        let v: Vec<f32> =
+            Vec::try_from(&no_grad(|| model.step(&fo, state.as_ref()).1).to_device(Device::Cpu))?;
         for (j, &k) in truncated.iter().enumerate() {
             bootstrap[k] = gamma * v[j];
         }
@@ -326,6 +390,146 @@ mod tests {
                 .chunks(OBS_LEN)
                 .enumerate()
                 .all(|(i, o)| o[0] as usize == 40 * i + 4));
+        }
+    }
+    /// Env `index` shows every byte = `30 * index + 20 * u + 7` before its step `u` (counted
+    /// over its whole life), 200 + index after a reset, and ends its episode at the steps
+    /// `ends` lists: `(u, terminated, truncated)`.
+    struct Episodic {
+        index: usize,
+        u: usize,
+        ends: Vec<(usize, bool, bool)>,
+    }
+
+    fn frame(index: usize, u: usize) -> u8 {
+        (30 * index + 20 * u + 7) as u8
+    }
+
+    impl crate::vecenv::Environment for Episodic {
+        fn num_actions(&self) -> usize {
+            2
+        }
+        fn reset(&mut self, obs: &mut [u8]) {
+            obs.fill(200 + self.index as u8);
+        }
+        fn step(&mut self, _action: usize, obs: &mut [u8]) -> Transition {
+            let end = self.ends.iter().find(|e| e.0 == self.u).copied();
+            self.u += 1;
+            obs.fill(frame(self.index, self.u));
+            Transition {
+                reward: 1.0,
+                terminated: end.is_some_and(|e| e.1),
+                truncated: end.is_some_and(|e| e.2),
+                episode: None,
+            }
+        }
+    }
+
+    #[test]
+    fn lstm_rollout_zeroes_the_state_at_episode_starts_and_carries_it_otherwise() {
+        // T = 4, N = 3, two rollouts (each env's steps u = 0..8). Env 0 terminates at u = 1
+        // and at u = 3, the last step of the first rollout (so the second rollout's t = 0
+        // starts an episode); env 1 is truncated at u = 5 (its reward gets 0.5 * V(final
+        // obs) from the state after step 5, not zeroed); env 2 never ends (its state is
+        // carried from the first rollout into the second). Every stored value must equal a
+        // step-by-step unroll of each env alone from zeros, restarted from zeros exactly
+        // where its episodes start; and the update's re-run of the sequences
+        // (`forward_sequences` from `initial_lstm_state` with `starts`) must agree too.
+        let ends = [
+            vec![(1, true, false), (3, true, false)],
+            vec![(5, false, true)],
+            vec![],
+        ];
+        let ended = |i: usize, u: usize| ends[i].iter().any(|e| e.0 == u);
+        for groups in [1, 2] {
+            let envs = (0..3)
+                .map(|index| Episodic {
+                    index,
+                    u: 0,
+                    ends: ends[index].clone(),
+                })
+                .collect();
+            let mut envs = VecEnv::new(envs, 2).expect("vecenv").with_groups(groups);
+            let model = ActorCritic::with_policy(cartridge_export::Policy::Lstm, Device::Cpu, 2, 5)
+                .expect("model");
+            let mut storage = Storage::new(4, 3, Device::Cpu);
+            let mut rollouts = Vec::new();
+            for _ in 0..2 {
+                let mut timings = Timings::default();
+                rollout(&model, &mut envs, &mut storage, 0.5, &mut timings).expect("rollout");
+                let initial = storage.initial_lstm_state.as_ref().expect("initial state");
+                let starts: Vec<f32> = storage
+                    .starts
+                    .iter()
+                    .map(|&s| f32::from(u8::from(s)))
+                    .collect();
+                let (_, rerun) = model.forward_sequences(
+                    &storage.obs.view(obs_dims(&[12]).as_slice()),
+                    initial,
+                    &Tensor::from_slice(&starts).view([4, 3]),
+                );
+                let diff = (rerun.view([4, 3]) - &storage.values)
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert!(
+                    diff < 1e-5,
+                    "groups {groups}: the update's re-run differs by {diff}"
+                );
+                rollouts.push((
+                    storage.obs.copy(),
+                    storage.values.copy(),
+                    storage.rewards.clone(),
+                    storage.starts.clone(),
+                ));
+            }
+            let zeros = || LstmState::zeros(1, 128, Device::Cpu);
+            let mut seen_difference = 0f64;
+            for i in 0..3 {
+                let mut s = zeros();
+                for u in 0..8 {
+                    let (obs, values, rewards, starts) = &rollouts[u / 4];
+                    let t = u % 4;
+                    let start = u > 0 && ended(i, u - 1);
+                    assert_eq!(starts[t * 3 + i], start, "groups {groups}: start {i} {u}");
+                    let o = obs.get(t as i64).get(i as i64).unsqueeze(0);
+                    if start {
+                        // The test can tell: the carried state gives another value here.
+                        let carried = model.step(&o, Some(&s)).1.double_value(&[0]);
+                        let fresh = model.step(&o, Some(&zeros())).1.double_value(&[0]);
+                        seen_difference = seen_difference.max((carried - fresh).abs());
+                        s = zeros();
+                    }
+                    let (_, v, next) = model.step(&o, Some(&s));
+                    let next = next.expect("state");
+                    let got = values.double_value(&[t as i64, i as i64]);
+                    assert!(
+                        (v.double_value(&[0]) - got).abs() < 1e-5,
+                        "groups {groups}: value of env {i} at step {u}: {got} vs {}",
+                        v.double_value(&[0])
+                    );
+                    let want_reward = if i == 1 && u == 5 {
+                        let fo = Tensor::full(
+                            obs_dims(&[1]),
+                            i64::from(frame(1, 6)),
+                            (Kind::Uint8, Device::Cpu),
+                        );
+                        1.0 + 0.5 * model.step(&fo, Some(&next)).1.double_value(&[0])
+                    } else {
+                        1.0
+                    };
+                    let r = f64::from(rewards[t * 3 + i]);
+                    assert!(
+                        (r - want_reward).abs() < 1e-5,
+                        "groups {groups}: reward of env {i} at step {u}: {r} vs {want_reward}"
+                    );
+                    s = next;
+                }
+            }
+            assert!(
+                seen_difference > 1e-4,
+                "zeroing changes nothing here: {seen_difference}"
+            );
         }
     }
 }

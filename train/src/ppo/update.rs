@@ -1,8 +1,10 @@
 //! PPO's update: GAE over the rollout, then `update_epochs` passes of shuffled minibatches
 //! of the clipped-surrogate loss (CleanRL `ppo_atari.py`, "Optimizing the policy and value
-//! network").
+//! network"). For the CNN-LSTM policy, minibatches are whole environments' sequences, as
+//! CleanRL's `ppo_atari_lstm.py` does ([`minibatches`]).
 
-use tch::{no_grad, Device, Kind};
+use cartridge_export::Policy;
+use tch::{no_grad, Device, Kind, Tensor};
 
 use super::gae::gae;
 use super::losses::{explained_variance, log_prob_entropy, policy_loss, value_loss};
@@ -11,7 +13,7 @@ use super::storage::Storage;
 use super::PpoConfig;
 use crate::adam::{clip_grad_norm, zero_grad, Adam};
 use crate::tensors::{self, obs_dims};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Losses and diagnostics of one update (CleanRL's logged values).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -28,6 +30,57 @@ pub struct UpdateStats {
     pub clipfrac: f64,
     /// Of the value predictions on the batch.
     pub explained_variance: f64,
+}
+
+/// One minibatch: flat `[T * N]` indices into the rollout, and for the CNN-LSTM the
+/// environments whose whole sequences they are.
+#[derive(Debug)]
+pub struct Minibatch {
+    /// Indices `t * N + n` into the flattened rollout (CleanRL's `mb_inds`).
+    pub index: Tensor,
+    /// CNN-LSTM: the environments `[E]` (CleanRL's `mbenvinds`); `index` is then every step
+    /// of each, time-major (`t * N + envs[e]` at position `t * E + e`).
+    pub envs: Option<Tensor>,
+}
+
+/// One epoch's minibatches, drawn from libtorch's generator.
+///
+/// CNN (`ppo_atari.py`): a permutation of the `T * N` steps cut into `num_minibatches` parts.
+/// CNN-LSTM (`ppo_atari_lstm.py`): a permutation of the `N` environments cut into parts of
+/// `envsperbatch = N / num_minibatches` environments; each minibatch is all `T` steps of its
+/// environments (`flatinds[:, mbenvinds].ravel()`), so the update can re-run their sequences
+/// from the rollout's initial state.
+pub fn minibatches(cfg: &PpoConfig, policy: Policy, device: Device) -> Vec<Minibatch> {
+    let (t_len, n) = (cfg.args.num_steps as i64, cfg.args.num_envs as i64);
+    match policy {
+        Policy::Cnn => {
+            let b = cfg.batch_size as i64;
+            let perm = tensors::randperm(b, device);
+            (0..b)
+                .step_by(cfg.minibatch_size)
+                .map(|start| Minibatch {
+                    index: perm.narrow(0, start, cfg.minibatch_size as i64),
+                    envs: None,
+                })
+                .collect()
+        }
+        Policy::Lstm => {
+            let per = n / cfg.args.num_minibatches as i64;
+            let perm = tensors::randperm(n, device);
+            let row_starts: Vec<i64> = (0..t_len).map(|t| t * n).collect();
+            let rows = tensors::from_i64(&row_starts, &[t_len, 1], device);
+            (0..n)
+                .step_by(per as usize)
+                .map(|start| {
+                    let envs = perm.narrow(0, start, per);
+                    Minibatch {
+                        index: (&rows + envs.unsqueeze(0)).view(-1),
+                        envs: Some(envs),
+                    }
+                })
+                .collect()
+        }
+    }
 }
 
 /// GAE over the rollout, then `update_epochs` passes of shuffled minibatches.
@@ -59,17 +112,44 @@ pub fn update(
     let b_adv = tensors::from_f32(&adv, &[b], device);
     let b_ret = tensors::from_f32(&ret, &[b], device);
     let params = model.params();
+    let policy = model.policy();
+    // The CNN-LSTM re-runs each minibatch's sequences from the rollout's initial state with
+    // the rollout's episode starts (`get_action_and_value(b_obs[mb_inds],
+    // initial_lstm_state[:, mbenvinds], b_dones[mb_inds], ...)`).
+    let recurrent = match policy {
+        Policy::Cnn => None,
+        Policy::Lstm => {
+            let initial = storage.initial_lstm_state.as_ref().ok_or_else(|| {
+                Error::Model("the CNN-LSTM update needs a rollout's initial state".into())
+            })?;
+            let starts: Vec<f32> = storage
+                .starts
+                .iter()
+                .map(|&s| if s { 1.0 } else { 0.0 })
+                .collect();
+            let t_len = a.num_steps as i64;
+            let starts = tensors::from_f32(&starts, &[t_len, a.num_envs as i64], device);
+            Some((initial, starts))
+        }
+    };
     // Statistics stay on the device and are read once at the end (approx_kl once per epoch
     // with --target-kl), so a GPU never waits for the host inside the loop.
     let zero = || tensors::zeros(&[], Kind::Float, device);
     let (mut pg_last, mut vl_last, mut ent_last, mut kl_last) = (zero(), zero(), zero(), zero());
     let mut clipfrac_sum = zero();
-    let mut minibatches = 0u32;
+    let mut taken = 0u32;
     'epochs: for _ in 0..a.update_epochs {
-        let perm = tensors::randperm(b, device);
-        for start in (0..b).step_by(cfg.minibatch_size) {
-            let mb = perm.narrow(0, start, cfg.minibatch_size as i64);
-            let (logits, new_value) = model.forward(&b_obs.index_select(0, &mb));
+        for minibatch in minibatches(cfg, policy, device) {
+            let mb = minibatch.index;
+            let mb_obs = b_obs.index_select(0, &mb);
+            let (logits, new_value) = match (&recurrent, &minibatch.envs) {
+                (Some((initial, starts)), Some(envs)) => model.forward_sequences(
+                    &mb_obs,
+                    &initial.select(envs),
+                    &starts.index_select(1, envs),
+                ),
+                _ => model.forward(&mb_obs),
+            };
             let (new_logprob, entropy) = log_prob_entropy(&logits, &b_actions.index_select(0, &mb));
             let logratio = new_logprob - b_logprobs.index_select(0, &mb);
             let ratio = logratio.exp();
@@ -81,7 +161,7 @@ pub fn update(
                     .to_kind(Kind::Float)
                     .mean(Kind::Float);
             });
-            minibatches += 1;
+            taken += 1;
             let mut mb_adv = b_adv.index_select(0, &mb);
             if a.norm_adv {
                 mb_adv = (&mb_adv - mb_adv.mean(Kind::Float)) / (mb_adv.std(true) + 1e-8);
@@ -111,8 +191,72 @@ pub fn update(
         v_loss: vl_last.double_value(&[]),
         entropy: ent_last.double_value(&[]),
         approx_kl: kl_last.double_value(&[]),
-        clipfrac: clipfrac_sum.double_value(&[]) / f64::from(minibatches.max(1)),
+        clipfrac: clipfrac_sum.double_value(&[]) / f64::from(taken.max(1)),
         explained_variance: explained_variance(&values_cpu, &ret),
     };
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ppo::PpoArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ppo: PpoArgs,
+    }
+
+    fn cfg(policy: &str) -> PpoConfig {
+        let a = Cli::parse_from([
+            "t",
+            "--policy",
+            policy,
+            "--num-envs",
+            "6",
+            "--num-steps",
+            "5",
+            "--num-minibatches",
+            "3",
+        ])
+        .ppo;
+        PpoConfig::from_args(&a).expect("config")
+    }
+
+    fn indices(t: &Tensor) -> Vec<i64> {
+        Vec::try_from(t).expect("indices")
+    }
+
+    #[test]
+    fn lstm_minibatches_are_whole_environment_sequences() {
+        // 6 envs x 5 steps in 3 minibatches: each must be all 5 steps of 2 envs, time-major
+        // (position t * 2 + e holds t * 6 + envs[e]), the envs of an epoch a permutation.
+        tch::manual_seed(3);
+        for _epoch in 0..3 {
+            let mbs = minibatches(&cfg("lstm"), Policy::Lstm, Device::Cpu);
+            assert_eq!(mbs.len(), 3);
+            let mut all_envs = Vec::new();
+            for mb in &mbs {
+                let envs = indices(mb.envs.as_ref().expect("envs"));
+                assert_eq!(envs.len(), 2, "num_envs / num_minibatches envs");
+                let want: Vec<i64> = (0..5)
+                    .flat_map(|t| envs.iter().map(move |e| t * 6 + e))
+                    .collect();
+                assert_eq!(indices(&mb.index), want, "every step of envs {envs:?}");
+                all_envs.extend(envs);
+            }
+            all_envs.sort_unstable();
+            assert_eq!(all_envs, (0..6).collect::<Vec<i64>>());
+        }
+        // The CNN keeps ppo_atari.py's shuffled steps: 3 x 10 of the 30, all covered.
+        let mbs = minibatches(&cfg("cnn"), Policy::Cnn, Device::Cpu);
+        let mut all: Vec<i64> = mbs.iter().flat_map(|m| indices(&m.index)).collect();
+        assert!(mbs
+            .iter()
+            .all(|m| m.envs.is_none() && m.index.size() == [10]));
+        all.sort_unstable();
+        assert_eq!(all, (0..30).collect::<Vec<i64>>());
+    }
 }
