@@ -94,8 +94,9 @@ fn shipped_pong_agent_wins() {
 }
 
 #[test]
-fn shipped_breakout_agent_beats_random() {
-    // Random play scores 1.7 (Mnih et al. 2015, Extended Data Table 2).
+fn shipped_breakout_agent_beats_the_ppo_paper() {
+    // Random play scores 1.7 (Mnih et al. 2015, Extended Data Table 2); the PPO paper's
+    // Table 6 gives 274.8 at 10M agent steps. The shipped 10M-step agent is above both.
     let mean = check_shipped("breakout");
-    assert!(mean > 10.0, "breakout mean {mean}");
+    assert!(mean > 274.8, "breakout mean {mean}");
 }
