@@ -214,6 +214,40 @@ fn dqn_learns_left_right_from_pixels() {
     );
 }
 
+/// PPO iterations (learning rate annealed as `train ppo` does) until `done(returns so far)`
+/// or the schedule ends; returns every finished game's return.
+fn train_ppo(
+    model: &ActorCritic,
+    envs: &mut VecEnv,
+    storage: &mut Storage,
+    cfg: &PpoConfig,
+    done: impl Fn(&[f64]) -> bool,
+) -> Vec<f64> {
+    let a = &cfg.args;
+    let mut adam = Adam::new(&model.params(), a.learning_rate, a.adam_eps);
+    let mut recent = Vec::new();
+    for it in 1..=cfg.num_iterations {
+        adam.lr = cfg.frac(it) * a.learning_rate;
+        let mut timings = Timings::default();
+        let (games, next_v) = rollout(model, envs, storage, 0.99, &mut timings).expect("rollout");
+        recent.extend(games.iter().map(|g| g.ret));
+        update(
+            model,
+            &mut adam,
+            storage,
+            &next_v,
+            cfg,
+            a.clip_coef,
+            Device::Cpu,
+        )
+        .expect("update");
+        if done(&recent) {
+            break;
+        }
+    }
+    recent
+}
+
 #[test]
 fn ppo_learns_left_right_from_pixels() {
     tch::manual_seed(0);
@@ -244,32 +278,12 @@ fn ppo_learns_left_right_from_pixels() {
         .collect();
     let mut envs = VecEnv::new(envs, 2).expect("envs");
     let model = ActorCritic::new(Device::Cpu, 2, 1).expect("model");
-    let params = model.params();
-    let mut adam = Adam::new(&params, args.learning_rate, args.adam_eps);
     let mut storage = Storage::new(32, 8, Device::Cpu);
-    let mut recent = Vec::new();
     let started = std::time::Instant::now();
-    for it in 1..=cfg.num_iterations {
-        adam.lr = cfg.frac(it) * args.learning_rate;
-        let mut timings = Timings::default();
-        let (games, next_v) =
-            rollout(&model, &mut envs, &mut storage, 0.99, &mut timings).expect("rollout");
-        recent.extend(games.iter().map(|g| g.ret));
-        update(
-            &model,
-            &mut adam,
-            &storage,
-            &next_v,
-            &cfg,
-            args.clip_coef,
-            Device::Cpu,
-        )
-        .expect("update");
-        let last: Vec<f64> = recent.iter().rev().take(16).copied().collect();
-        if last.len() == 16 && last.iter().sum::<f64>() / 16.0 >= 19.5 {
-            break;
-        }
-    }
+    let recent = train_ppo(&model, &mut envs, &mut storage, &cfg, |r| {
+        let last: Vec<f64> = r.iter().rev().take(16).copied().collect();
+        last.len() == 16 && last.iter().sum::<f64>() / 16.0 >= 19.5
+    });
     let correct = greedy_correct(|obs| {
         let x = Tensor::from_slice(obs).view([1, 4, 84, 84]);
         let (logits, _) = tch::no_grad(|| model.forward(&x));
@@ -389,35 +403,15 @@ fn walk_past_the_pit(groups: usize) {
     let envs: Vec<Corridor> = (0..8).map(|_| Corridor { p: 0, t: 0 }).collect();
     let mut envs = VecEnv::new(envs, 2).expect("envs").with_groups(groups);
     let model = ActorCritic::new(Device::Cpu, 2, 1).expect("model");
-    let params = model.params();
-    let mut adam = Adam::new(&params, args.learning_rate, args.adam_eps);
     let mut storage = Storage::new(32, 8, Device::Cpu);
-    let mut recent: Vec<f64> = Vec::new();
     let started = std::time::Instant::now();
     let goal_rate = |r: &[f64]| {
         let last: Vec<&f64> = r.iter().rev().take(64).collect();
         last.iter().filter(|&&&x| x == 1.0).count() as f64 / last.len().max(1) as f64
     };
-    for it in 1..=cfg.num_iterations {
-        adam.lr = cfg.frac(it) * args.learning_rate;
-        let mut timings = Timings::default();
-        let (games, next_v) =
-            rollout(&model, &mut envs, &mut storage, 0.99, &mut timings).expect("rollout");
-        recent.extend(games.iter().map(|g| g.ret));
-        update(
-            &model,
-            &mut adam,
-            &storage,
-            &next_v,
-            &cfg,
-            args.clip_coef,
-            Device::Cpu,
-        )
-        .expect("update");
-        if recent.len() >= 64 && goal_rate(&recent) >= 0.97 {
-            break;
-        }
-    }
+    let recent = train_ppo(&model, &mut envs, &mut storage, &cfg, |r| {
+        r.len() >= 64 && goal_rate(r) >= 0.97
+    });
     let mut start = vec![0u8; OBS_LEN];
     Corridor::draw(0, &mut start);
     let x = Tensor::from_slice(&start).view([1, 4, 84, 84]);
@@ -565,33 +559,14 @@ fn learn_memory(policy: &str, iterations: u64) -> (f64, usize, usize) {
     let envs: Vec<Memory> = (0..8).map(Memory::new).collect();
     let mut envs = VecEnv::new(envs, 2).expect("envs");
     let model = ActorCritic::with_policy(args.policy, Device::Cpu, 2, 1).expect("model");
-    let mut adam = Adam::new(&model.params(), args.learning_rate, args.adam_eps);
     let mut storage = Storage::new(24, 8, Device::Cpu);
-    let mut recent: Vec<f64> = Vec::new();
     let right = |r: &[f64]| {
         let last: Vec<&f64> = r.iter().rev().take(64).collect();
         last.iter().filter(|&&&x| x == 1.0).count() as f64 / last.len().max(1) as f64
     };
-    for it in 1..=cfg.num_iterations {
-        adam.lr = cfg.frac(it) * args.learning_rate;
-        let mut timings = Timings::default();
-        let (games, next_v) =
-            rollout(&model, &mut envs, &mut storage, 0.99, &mut timings).expect("rollout");
-        recent.extend(games.iter().map(|g| g.ret));
-        update(
-            &model,
-            &mut adam,
-            &storage,
-            &next_v,
-            &cfg,
-            args.clip_coef,
-            Device::Cpu,
-        )
-        .expect("update");
-        if recent.len() >= 64 && right(&recent) >= 0.97 {
-            break;
-        }
-    }
+    let recent = train_ppo(&model, &mut envs, &mut storage, &cfg, |r| {
+        r.len() >= 64 && right(r) >= 0.97
+    });
     (right(&recent), memory_greedy_correct(&model), recent.len())
 }
 
