@@ -204,7 +204,7 @@ impl AlgoArgs for PpoArgs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser;
 
@@ -214,7 +214,8 @@ mod tests {
         ppo: PpoArgs,
     }
 
-    fn parse(extra: &[&str]) -> PpoArgs {
+    /// `PpoArgs` from the flags `extra` (the binary name is added).
+    pub(crate) fn parse(extra: &[&str]) -> PpoArgs {
         let mut v = vec!["train"];
         v.extend_from_slice(extra);
         Cli::parse_from(v).ppo

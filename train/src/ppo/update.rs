@@ -200,18 +200,10 @@ pub fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppo::PpoArgs;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        ppo: PpoArgs,
-    }
+    use crate::ppo::args::tests::parse;
 
     fn cfg(policy: &str) -> PpoConfig {
-        let a = Cli::parse_from([
-            "t",
+        let a = parse(&[
             "--policy",
             policy,
             "--num-envs",
@@ -220,8 +212,7 @@ mod tests {
             "5",
             "--num-minibatches",
             "3",
-        ])
-        .ppo;
+        ]);
         PpoConfig::from_args(&a).expect("config")
     }
 
