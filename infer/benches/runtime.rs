@@ -5,6 +5,8 @@
 //! - `emulator/agent_step_4_frames`: ALE emulating 4 frames with the two RGB reads MaxAndSkip
 //!   needs (the emulator's share of a headless step);
 //! - `decision/ort_1_thread`: Nature CNN forward (batch 1, u8 input) + action selection;
+//! - `decision/lstm_ort_1_thread`: the same for the CNN-LSTM (one frame in, `h` and `c`
+//!   carried from the previous decision);
 //! - `play/headless_agent_step`: everything `play --headless` does per agent step.
 //!
 //! Run with `make bench` (or `cargo bench -p cartridge-infer`); pin to one core with
@@ -12,7 +14,7 @@
 
 use std::hint::black_box;
 
-use cartridge_export::{Algo, Checkpoint, Metadata};
+use cartridge_export::{Algo, Checkpoint, Metadata, Policy as Net};
 use cartridge_infer::ale::{Emulator, EmulatorConfig, RGB_LEN};
 use cartridge_infer::policy::{ModelOverrides, Policy};
 use cartridge_infer::preprocess::{
@@ -22,23 +24,29 @@ use cartridge_infer::rom::{Rom, RomSearch};
 use cartridge_infer::select::{ActionSelector, Selection};
 use criterion::{criterion_group, criterion_main, Criterion};
 
-fn setup() -> (Rom, tempfile::TempDir, std::path::PathBuf) {
+/// Breakout's ROM, and random-init PPO models of the Nature CNN and the CNN-LSTM (in that
+/// order) in a temporary folder.
+fn setup() -> (Rom, tempfile::TempDir, [std::path::PathBuf; 2]) {
     let rom = RomSearch::default()
         .resolve("breakout")
         .expect("breakout ROM (run `make play` first to install ale-py into .venv)");
     let emu = Emulator::new(&rom, EmulatorConfig::default()).expect("emulator");
-    let actions = emu.minimal_action_set().iter().map(|&a| a as u32).collect();
-    let mut meta = Metadata::new(Algo::Ppo, "breakout", rom.md5.clone(), actions);
-    meta.seed = 1;
+    let actions: Vec<u32> = emu.minimal_action_set().iter().map(|&a| a as u32).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bench.onnx");
-    cartridge_export::write_onnx(&Checkpoint::random(meta).expect("ckpt"), &[], &path)
-        .expect("onnx");
-    (rom, dir, path)
+    let paths = [Net::Cnn, Net::Lstm].map(|net| {
+        let mut meta =
+            Metadata::new(Algo::Ppo, "breakout", rom.md5.clone(), actions.clone()).with_policy(net);
+        meta.seed = 1;
+        let path = dir.path().join(format!("bench-{net}.onnx"));
+        cartridge_export::write_onnx(&Checkpoint::random(meta).expect("ckpt"), &[], &path)
+            .expect("onnx");
+        path
+    });
+    (rom, dir, paths)
 }
 
 fn benches(c: &mut Criterion) {
-    let (rom, _dir, model) = setup();
+    let (rom, _dir, [model, lstm_model]) = setup();
 
     let mut emu = Emulator::new(&rom, EmulatorConfig::default()).expect("emulator");
     for _ in 0..200 {
@@ -97,6 +105,14 @@ fn benches(c: &mut Criterion) {
     c.bench_function("decision/ort_1_thread", |bench| {
         bench.iter(|| {
             let d = policy.decide(black_box(&obs)).expect("decide");
+            black_box(selector.select(&d.scores))
+        })
+    });
+
+    let mut lstm = Policy::load(&lstm_model, 1, &ModelOverrides::default()).expect("lstm");
+    c.bench_function("decision/lstm_ort_1_thread", |bench| {
+        bench.iter(|| {
+            let d = lstm.decide(black_box(&obs)).expect("decide");
             black_box(selector.select(&d.scores))
         })
     });

@@ -5,6 +5,12 @@
 //! for PPO, `q_values` f32 `[batch, A]` for DQN; `cartridge.*` metadata naming the algorithm,
 //! game, ROM MD5 and action set. Foreign models (e.g. exported from PyTorch: f32 input taking
 //! raw 0..=255 pixel values, no metadata) load when the caller supplies the algorithm.
+//!
+//! Recurrent models (`cartridge.recurrent`, e.g. the CNN-LSTM) take `obs` u8 `[batch, 1, 84,
+//! 84]` plus state inputs f32 `[1, batch, hidden_size]` (`h`, `c`) and return the next state
+//! (`h_out`, `c_out`) after their decision outputs. [`Policy::decide`] carries that state from
+//! one decision to the next; the caller zeroes it with [`Policy::reset_state`] where an episode
+//! starts. State inputs without that metadata, or of another shape, are refused at load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,8 +60,26 @@ pub struct ModelInfo {
     pub input_name: String,
     /// Name of the output read for decisions (`logits` / `q_values` or the first output).
     pub decision_output: String,
+    /// The state carried between decisions; `None` for a feed-forward model.
+    pub recurrence: Option<Recurrence>,
     /// All `cartridge.*` metadata, key without the prefix.
     pub metadata: HashMap<String, String>,
+}
+
+/// What a recurrent model carries from one decision to the next, from its
+/// `cartridge.recurrent`, `state_inputs`, `state_outputs` and `hidden_size` metadata (checked
+/// against the graph's inputs and outputs at load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recurrence {
+    /// The kind of state (`lstm`).
+    pub kind: String,
+    /// State input names, in order (`h`, `c`); each f32 `[1, batch, hidden_size]`.
+    pub inputs: Vec<String>,
+    /// State output names in the order of `inputs`: output `i` is input `i` of the next step
+    /// (`h_out`, `c_out`).
+    pub outputs: Vec<String>,
+    /// Units of each state tensor's last dimension.
+    pub hidden_size: usize,
 }
 
 /// What the caller knows about a model that lacks metadata (CLI: `--algo`).
@@ -176,6 +200,10 @@ pub struct Policy {
     /// Position of `info.decision_output` among the session's outputs.
     decision_index: usize,
     scratch_f32: Vec<f32>,
+    /// A recurrent model's batch-1 state, one `hidden_size` vector per state input.
+    state: Vec<Vec<f32>>,
+    /// Position of each state output among the session's outputs, in the order of `state`.
+    state_output_index: Vec<usize>,
 }
 
 /// One f32 output of a forward pass.
@@ -233,17 +261,38 @@ impl Policy {
                 ))
             })?;
         let info = inspect(&session, overrides).map_err(invalid)?;
-        let decision_index = session
-            .outputs()
-            .iter()
-            .position(|o| o.name() == info.decision_output)
-            .unwrap_or(0);
+        let position = |name: &str| session.outputs().iter().position(|o| o.name() == name);
+        let decision_index = position(&info.decision_output).unwrap_or(0);
+        let (state, state_output_index) = match &info.recurrence {
+            Some(r) => (
+                vec![vec![0.0; r.hidden_size]; r.inputs.len()],
+                // inspect checked that every state output exists.
+                r.outputs.iter().filter_map(|o| position(o)).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         Ok(Self {
             session,
             info,
             decision_index,
             scratch_f32: Vec::new(),
+            state,
+            state_output_index,
         })
+    }
+
+    /// Zeroes a recurrent model's carried state (an episode starts); nothing for a
+    /// feed-forward model.
+    pub fn reset_state(&mut self) {
+        for s in &mut self.state {
+            s.fill(0.0);
+        }
+    }
+
+    /// A recurrent model's carried state, one f32 `[hidden_size]` vector per state input
+    /// (empty for a feed-forward model).
+    pub fn state(&self) -> &[Vec<f32>] {
+        &self.state
     }
 
     /// What the model declares.
@@ -291,37 +340,64 @@ impl Policy {
                 )));
             }
         }
-        if i.frame_stack != crate::preprocess::STACK {
+        let stack = crate::preprocess::STACK;
+        if i.frame_stack == 0 || i.frame_stack > stack {
             return Err(mismatch(format!(
-                "the model stacks {} frames; Cartridge's runtime stacks {}",
-                i.frame_stack,
-                crate::preprocess::STACK
+                "the model stacks {} frames; Cartridge's runtime stacks {stack} (and feeds a \
+                 model of fewer frames the newest ones)",
+                i.frame_stack
             )));
         }
         Ok(())
     }
 
-    /// Runs the network on a batch `[batch, 4, 84, 84]` u8 and returns every output, in the
-    /// model's output order.
+    /// Runs the network on a batch `[batch, frame_stack, 84, 84]` u8 and returns every output,
+    /// in the model's output order. A recurrent model runs from the zero state here (each
+    /// row a first step); [`Self::decide`] is the call that carries state.
     pub fn forward(&mut self, obs: &[u8], batch: usize) -> Result<Vec<NamedOutput>> {
+        let zeros = self
+            .info
+            .recurrence
+            .as_ref()
+            .map(|r| vec![vec![0.0; batch * r.hidden_size]; r.inputs.len()])
+            .unwrap_or_default();
+        self.run(obs, batch, &zeros)
+    }
+
+    /// One forward pass with the given state inputs (`batch * hidden_size` each, in the order
+    /// of the recurrence's inputs; none for a feed-forward model).
+    fn run(&mut self, obs: &[u8], batch: usize, state: &[Vec<f32>]) -> Result<Vec<NamedOutput>> {
         let run_err = |e: ort::Error| Error::Inference(e.to_string());
         let shape = [batch, self.info.frame_stack, FRAME_HEIGHT, FRAME_WIDTH];
-        let outputs = match self.info.input {
-            InputType::U8 => {
-                let t = TensorRef::from_array_view((shape, obs)).map_err(run_err)?;
-                self.session
-                    .run(ort::inputs![self.info.input_name.as_str() => t])
-            }
+        let want = shape.iter().product::<usize>();
+        if obs.len() != want {
+            return Err(Error::Inference(format!(
+                "observation has {} bytes; the model takes {shape:?} u8 = {want}",
+                obs.len()
+            )));
+        }
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
+        let obs_value = match self.info.input {
+            InputType::U8 => TensorRef::from_array_view((shape, obs))
+                .map_err(run_err)?
+                .into(),
             InputType::F32 => {
                 self.scratch_f32.clear();
                 self.scratch_f32.extend(obs.iter().map(|&v| v as f32));
-                let t = TensorRef::from_array_view((shape, self.scratch_f32.as_slice()))
+                TensorRef::from_array_view((shape, self.scratch_f32.as_slice()))
+                    .map_err(run_err)?
+                    .into()
+            }
+        };
+        inputs.push((self.info.input_name.clone(), obs_value));
+        if let Some(r) = &self.info.recurrence {
+            for (name, values) in r.inputs.iter().zip(state) {
+                let t = TensorRef::from_array_view(([1, batch, r.hidden_size], values.as_slice()))
                     .map_err(run_err)?;
-                self.session
-                    .run(ort::inputs![self.info.input_name.as_str() => t])
+                inputs.push((name.clone(), t.into()));
             }
         }
-        .map_err(run_err)?;
+        let outputs = self.session.run(inputs).map_err(run_err)?;
         let mut out = Vec::new();
         for (name, value) in outputs.iter() {
             let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
@@ -334,9 +410,27 @@ impl Policy {
         Ok(out)
     }
 
-    /// Runs the network on one observation `[4, 84, 84]` u8 and returns the decision output.
+    /// Decides on the runtime's stacked observation `[4, 84, 84]` u8 (a model of fewer frames
+    /// gets the newest ones) and returns the decision output. A recurrent model runs from the
+    /// carried state and carries its next state to the next call.
     pub fn decide(&mut self, obs: &[u8]) -> Result<Decision> {
-        let mut outs = self.forward(obs, 1)?;
+        let frames = self.info.frame_stack * FRAME_HEIGHT * FRAME_WIDTH;
+        let newest = &obs[obs.len().saturating_sub(frames)..];
+        let state = std::mem::take(&mut self.state);
+        let outs = self.run(newest, 1, &state);
+        self.state = state;
+        let mut outs = outs?;
+        for (s, &k) in self.state.iter_mut().zip(&self.state_output_index) {
+            match outs.get(k) {
+                Some(o) if o.values.len() == s.len() => s.copy_from_slice(&o.values),
+                _ => {
+                    return Err(Error::Inference(format!(
+                        "state output {k} missing or not [1, 1, {}]",
+                        s.len()
+                    )))
+                }
+            }
+        }
         let i = self.decision_index;
         if i >= outs.len() {
             return Err(Error::Inference(format!(
@@ -364,14 +458,32 @@ fn inspect(
             }
         }
     }
+    let recurrence = recurrence_of(session, &metadata)?;
     let inputs = session.inputs();
-    if inputs.len() != 1 {
-        return Err(format!(
-            "expected one input `obs` [batch, 4, 84, 84], found {} inputs",
-            inputs.len()
-        ));
+    let obs_inputs: Vec<_> = inputs
+        .iter()
+        .filter(|i| {
+            recurrence
+                .as_ref()
+                .is_none_or(|r| !r.inputs.iter().any(|s| s == i.name()))
+        })
+        .collect();
+    if obs_inputs.len() != 1 {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
+        return Err(if recurrence.is_none() && inputs.len() > 1 {
+            format!(
+                "it has inputs {names:?} but no `cartridge.recurrent` metadata: state inputs \
+                 cannot be carried without it (which outputs feed them, how large they are); \
+                 re-export the model with `export --onnx`, which writes that metadata"
+            )
+        } else {
+            format!(
+                "expected one observation input `obs` [batch, 4, 84, 84] (plus the state \
+                 inputs a recurrent model declares), found inputs {names:?}"
+            )
+        });
     }
-    let input = &inputs[0];
+    let input = obs_inputs[0];
     let (ty, shape) = tensor_of(input.dtype())
         .ok_or_else(|| format!("input `{}` is not a tensor", input.name()))?;
     let input_type = match ty {
@@ -388,7 +500,8 @@ fn inspect(
         shape.len() == 4 && shape[2..] == [FRAME_HEIGHT as i64, FRAME_WIDTH as i64] && shape[1] > 0;
     if !dims_ok {
         return Err(format!(
-            "input `{}` has shape {:?}; expected [batch, 4, 84, 84]",
+            "input `{}` has shape {:?}; expected [batch, 4, 84, 84] ([batch, 1, 84, 84] for \
+             a recurrent model)",
             input.name(),
             shape
         ));
@@ -440,8 +553,101 @@ fn inspect(
         input: input_type,
         input_name: input.name().to_string(),
         decision_output: out.name().to_string(),
+        recurrence,
         metadata,
     })
+}
+
+/// The recurrence a model's metadata declares, checked against its graph: every state input
+/// and output exists and is f32 `[1, batch, hidden_size]`. `None` without `recurrent` metadata.
+fn recurrence_of(
+    session: &Session,
+    metadata: &HashMap<String, String>,
+) -> std::result::Result<Option<Recurrence>, String> {
+    let Some(kind) = metadata.get(key::RECURRENT) else {
+        return Ok(None);
+    };
+    let get = |k: &str| {
+        metadata.get(k).ok_or_else(|| {
+            format!(
+                "it declares a recurrent state (`cartridge.{}` = {kind}) but has no \
+                 `cartridge.{k}` metadata; re-export the model with `export --onnx`",
+                key::RECURRENT
+            )
+        })
+    };
+    let names = |k: &str| -> std::result::Result<Vec<String>, String> {
+        let v: Vec<String> = get(k)?
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if v.is_empty() {
+            return Err(format!("metadata `cartridge.{k}` names no tensors"));
+        }
+        Ok(v)
+    };
+    let hidden_text = get(key::HIDDEN_SIZE)?;
+    let hidden_size = hidden_text
+        .parse::<usize>()
+        .ok()
+        .filter(|&h| h > 0)
+        .ok_or_else(|| {
+            format!(
+                "metadata `cartridge.{}` '{hidden_text}' is not a positive whole number",
+                key::HIDDEN_SIZE
+            )
+        })?;
+    let (inputs, outputs) = (names(key::STATE_INPUTS)?, names(key::STATE_OUTPUTS)?);
+    if inputs.len() != outputs.len() {
+        return Err(format!(
+            "metadata names {} state inputs {inputs:?} but {} state outputs {outputs:?}; each \
+             output must feed one input",
+            inputs.len(),
+            outputs.len()
+        ));
+    }
+    let graph_inputs: Vec<_> = session
+        .inputs()
+        .iter()
+        .map(|i| (i.name().to_string(), tensor_of(i.dtype())))
+        .collect();
+    let graph_outputs: Vec<_> = session
+        .outputs()
+        .iter()
+        .map(|o| (o.name().to_string(), tensor_of(o.dtype())))
+        .collect();
+    for (role, wanted, graph) in [
+        ("input", &inputs, &graph_inputs),
+        ("output", &outputs, &graph_outputs),
+    ] {
+        for name in wanted {
+            let Some((_, t)) = graph.iter().find(|(n, _)| n == name) else {
+                let have: Vec<&str> = graph.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(format!(
+                    "metadata names state {role} `{name}`, but the graph's {role}s are {have:?}"
+                ));
+            };
+            let ok = matches!(t, Some((TensorElementType::Float32, s))
+                if s.len() == 3 && s[0] == 1 && (s[1] == 1 || s[1] < 0) && s[2] == hidden_size as i64);
+            if !ok {
+                return Err(format!(
+                    "state {role} `{name}` is {}; a {kind} state of hidden_size {hidden_size} \
+                     must be float32 [1, batch, {hidden_size}]",
+                    match t {
+                        Some((ty, s)) => format!("{ty:?} {s:?}"),
+                        None => "not a tensor".into(),
+                    }
+                ));
+            }
+        }
+    }
+    Ok(Some(Recurrence {
+        kind: kind.clone(),
+        inputs,
+        outputs,
+        hidden_size,
+    }))
 }
 
 fn tensor_of(t: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {

@@ -346,6 +346,8 @@ pub struct Step {
     pub truncated: bool,
     /// The game itself is over (or truncated): the next [`AtariEnv::reset`] starts a new game.
     pub game_over: bool,
+    /// A life was lost and the game goes on (under EpisodicLife, `terminated` too).
+    pub life_lost: bool,
 }
 
 /// An Atari game behind the preprocessing stack; the caller picks an action index into the
@@ -543,6 +545,7 @@ impl<E: Console> AtariEnv<E> {
             terminated,
             truncated,
             game_over: self.real_done,
+            life_lost: lost_life && !game_over,
         }
     }
 

@@ -134,7 +134,9 @@ impl Session {
         self.selector.selection()
     }
 
-    /// Plays full games: `episodes` of them, or until the observer stops the session.
+    /// Plays full games: `episodes` of them, or until the observer stops the session. A
+    /// recurrent policy's state is zeroed at the start of each game and after each lost life
+    /// (the learning episodes of training under EpisodicLife).
     ///
     /// # Errors
     /// A failed forward pass, or an observer's error.
@@ -149,6 +151,7 @@ impl Session {
             episode += 1;
             let env = &mut self.env;
             env.reset_observed(&mut |rgb| observer.frame(rgb, episode, 0));
+            self.policy.reset_state();
             observer.observe(env)?;
             loop {
                 let t0 = Instant::now();
@@ -166,6 +169,11 @@ impl Session {
                 }
                 if step.game_over {
                     break;
+                }
+                // A recurrent policy's state starts from zero at every life, as in training:
+                // EpisodicLife ended a learning episode there and the rollout zeroed the state.
+                if step.life_lost {
+                    self.policy.reset_state();
                 }
             }
             let game = Game {

@@ -319,8 +319,8 @@ fn bad_arguments_are_clear_errors() {
 
 /// `train ppo --policy lstm` (CleanRL ppo_atari_lstm.py) end to end on Pong: the checkpoint is
 /// the CNN-LSTM network (`nature_cnn_lstm`, frame stack 1, the recurrent keys), a resume
-/// continues it and refuses to change the policy, and the exported model takes `obs`, `h`, `c`;
-/// the final evaluation is skipped with a note (play cannot step a recurrent model yet).
+/// continues it and refuses to change the policy, the exported model takes `obs`, `h`, `c`, the
+/// final evaluation plays it, and `play` replays that evaluation game for game.
 #[test]
 fn lstm_policy_trains_resumes_and_exports_a_recurrent_model() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -377,12 +377,11 @@ fn lstm_policy_trains_resumes_and_exports_a_recurrent_model() {
     let s: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("line")).expect("json");
     assert_eq!(s["global_step"], 2048);
-    assert_eq!(s["eval_episodes"], serde_json::Value::Null);
-    assert!(
-        stderr.contains("play support for recurrent models is not implemented yet"),
-        "{stderr}"
-    );
-    assert!(!dir.join("eval.json").exists());
+    assert_eq!(s["eval_episodes"], 1);
+    let eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("eval.json")).expect("eval.json"))
+            .expect("eval json");
+    assert_eq!(eval["episodes"], 1);
     let resumed = cartridge_export::Checkpoint::read(
         dir.join("checkpoints/step-000000002048/model.safetensors"),
     )
@@ -407,4 +406,25 @@ fn lstm_policy_trains_resumes_and_exports_a_recurrent_model() {
     assert_eq!(inputs, ["obs", "h", "c"]);
     let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
     assert_eq!(outputs, ["logits", "value", "h_out", "c_out"]);
+
+    // `play` plays the trained model, and its seed replays the evaluation's game.
+    let seed = eval["seed"].as_u64().expect("seed").to_string();
+    let o = run(Command::new(bin("play")).arg(&onnx).args([
+        "--rom",
+        "pong",
+        "--headless",
+        "--episodes",
+        "1",
+        "--seed",
+        &seed,
+    ]));
+    let played = summary(&o);
+    let as_f64 = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .expect("returns")
+            .iter()
+            .map(|r| r.as_f64().expect("number"))
+            .collect()
+    };
+    assert_eq!(as_f64(&played["returns"]), as_f64(&eval["returns"]));
 }

@@ -422,15 +422,6 @@ fn evaluate_export(
     if run.eval_episodes == 0 {
         return Ok(None);
     }
-    let policy = ckpt.meta.policy()?;
-    if policy.is_recurrent() {
-        eprintln!(
-            "note: {} holds a recurrent policy (--policy {policy}); it is not evaluated (no \
-             eval.json): play support for recurrent models is not implemented yet",
-            onnx.display()
-        );
-        return Ok(None);
-    }
     let eval_seed = RunSeeds {
         seed: run.seed,
         resume: 0,

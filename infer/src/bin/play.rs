@@ -27,7 +27,8 @@ use cartridge_infer::window::{display_available, GameWindow, WindowEvent};
     about = "Play an ONNX Atari policy on a real ROM (ALE + ONNX Runtime), in a window or headless"
 )]
 struct Args {
-    /// The policy: an ONNX model with input `obs` u8 [batch, 4, 84, 84] (see README).
+    /// The policy: an ONNX model with input `obs` u8 [batch, 4, 84, 84], or a recurrent one
+    /// with `obs` [batch, 1, 84, 84] and its state inputs (see README).
     #[arg(required_unless_present = "rom_info")]
     model: Option<PathBuf>,
     /// Print the ROM's game, file, MD5 and minimal action set (ALE ids) as JSON, then exit.
