@@ -89,23 +89,31 @@ impl LstmCore {
     /// from `state` (`[B, H]`), zeroing the state of sequence `b` before step `t` where
     /// `starts[t, b]` (f32 `[T, B]`, 1 or 0) is 1: the observation of that step begins a new
     /// episode. Returns the outputs `[T * B, H]` and the state after the last step.
+    ///
+    /// The same arithmetic as [`Self::step`] at every step, except that the input
+    /// projection `x W_ih^T + b_ih` of all `T` steps is one product before the loop.
     pub fn unroll(&self, xs: &Tensor, state: &LstmState, starts: &Tensor) -> (Tensor, LstmState) {
         let t_len = starts.size()[0];
         let b = starts.size()[1];
-        let xs = xs.view([t_len, b, -1]);
+        // One [T * B, I] x [I, 4H] product instead of T small ones: each small one reads the
+        // whole [4H, I] weight (1 MB for the CNN-LSTM) forward and again backward; that was
+        // a fifth of a PPO update's time on a CPU.
+        let gates_x = xs.linear(&self.w_ih, Some(&self.b_ih)).view([t_len, b, -1]);
+        let keep = starts.neg().g_add_scalar(1.0).unsqueeze(-1);
         let mut s = LstmState {
             h: state.h.shallow_clone(),
             c: state.c.shallow_clone(),
         };
         let mut outs = Vec::with_capacity(t_len as usize);
         for t in 0..t_len {
-            let keep = starts.get(t).neg().g_add_scalar(1.0).unsqueeze(-1);
-            let masked = LstmState {
-                h: &s.h * &keep,
-                c: &s.c * &keep,
-            };
-            s = self.step(&xs.get(t), &masked);
-            outs.push(s.h.shallow_clone());
+            let k = keep.get(t);
+            let (h, c) = (&s.h * &k, &s.c * &k);
+            let gates = gates_x.get(t) + h.linear(&self.w_hh, Some(&self.b_hh));
+            let g = gates.chunk(4, 1);
+            let c = g[1].sigmoid() * c + g[0].sigmoid() * g[2].tanh();
+            let h = g[3].sigmoid() * c.tanh();
+            outs.push(h.shallow_clone());
+            s = LstmState { h, c };
         }
         (Tensor::cat(&outs, 0), s)
     }
