@@ -1,12 +1,17 @@
 //! Vectorized environments: N environments stepped in parallel by persistent worker threads,
-//! observations written straight into one contiguous u8 `[N, 4, 84, 84]` buffer.
+//! observations written straight into one contiguous u8 `[N, 4, 84, 84]` buffer. The workers
+//! of a group share its environments dynamically: each claims the next environment not yet
+//! stepped, so a slow step (a reset's no-ops) is balanced by the other workers.
 //!
 //! Auto-reset as gym's vector envs: when an episode ends, the environment resets at once and
 //! the buffer holds the new episode's first observation; the final observation of the ended
 //! episode is kept (PPO bootstraps truncated episodes from it; DQN stores it in the replay
 //! memory).
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use cartridge_infer::ale::{Emulator, EmulatorConfig};
@@ -109,14 +114,21 @@ impl Environment for AtariTrainEnv {
     }
 }
 
-enum Command {
-    Reset,
-    Step(Vec<usize>),
+/// One reset (no actions) or step of the contiguous environments `envs`, sent to every worker
+/// of their group: each worker claims the next unclaimed environment until none is left.
+struct Job {
+    envs: Range<usize>,
+    actions: Vec<usize>,
+    next: AtomicUsize,
 }
 
-/// A worker's answer to a command: the seconds it spent on it, and its transitions or the
-/// environment that panicked and the panic message (the worker exits after sending it).
-type Reply = (f64, std::result::Result<Vec<Transition>, (usize, String)>);
+/// A worker's answer to a job: the seconds it spent on it, and the transitions of the
+/// environments it claimed, or the environment that panicked and the panic message (the
+/// worker exits after sending it).
+type Reply = (
+    f64,
+    std::result::Result<Vec<(usize, Transition)>, (usize, String)>,
+);
 
 /// A raw pointer to the shared observation buffers, handed to workers.
 #[derive(Clone, Copy)]
@@ -124,16 +136,17 @@ struct Buffers {
     obs: *mut u8,
     final_obs: *mut u8,
 }
-// SAFETY: workers write only their own environments' disjoint slices, and only between
-// receiving a command and replying; the owner reads environments' slices only while their
-// worker has no command in flight (`VecEnv::idle_slice`, `VecEnv::obs`), and drops the buffers only
-// after joining the workers.
+// SAFETY: a worker writes only the slices of the environments it claimed in its current job
+// (each claimed by exactly one worker), and only between receiving the job and replying; the
+// owner reads environments' slices only while no worker of their group has a job in flight
+// (`VecEnv::idle_slice`, `VecEnv::obs`), and drops the buffers only after joining the workers.
 unsafe impl Send for Buffers {}
 
 /// N environments on persistent worker threads.
 ///
-/// Each worker owns a contiguous chunk of environments, and the workers form
-/// [`Self::groups`] contiguous groups (one by default, [`Self::with_groups`] for more).
+/// The workers form [`Self::groups`] contiguous groups (one by default, [`Self::with_groups`]
+/// for more), each with the environments of its workers' nominal chunks, which its workers
+/// step in whatever order they claim them.
 /// [`Self::step`] steps every environment and waits; [`Self::send_step`] and [`Self::wait`]
 /// step one group while the caller works on another (EnvPool's asynchronous mode). A group's
 /// observations, final observations and transitions are readable only while it is not
@@ -146,17 +159,25 @@ pub struct VecEnv {
     _final_obs: Vec<u8>,
     bufs: Buffers,
     transitions: Vec<Transition>,
-    senders: Vec<Sender<Command>>,
+    senders: Vec<Sender<Arc<Job>>>,
     replies: Vec<Receiver<Reply>>,
-    /// Environments of each worker.
-    ranges: Vec<std::ops::Range<usize>>,
+    /// Each worker's nominal chunk of environments (its group's environments are the union of
+    /// its workers' chunks).
+    ranges: Vec<Range<usize>>,
     /// Workers of each group.
     groups: Vec<std::ops::Range<usize>>,
     in_flight: Vec<bool>,
     workers: Vec<JoinHandle<()>>,
+    /// Each group's job in flight, which [`Self::wait`] helps with.
+    jobs: Vec<Option<Arc<Job>>>,
+    /// Claims and runs what is left of a job on the caller's thread.
+    helper: Box<dyn Fn(&Job) -> Reply + Send>,
     /// The first environment that failed and why.
     failed: Option<(usize, String)>,
-    busy_s: Vec<f64>,
+    /// Sum over collected jobs of the longest time one thread spent on the job.
+    busy_s: f64,
+    /// The longest time one thread spent on the job being collected.
+    job_busy_s: f64,
 }
 
 impl std::fmt::Debug for VecEnv {
@@ -193,16 +214,19 @@ impl VecEnv {
         let mut senders = Vec::new();
         let mut ranges = Vec::new();
         let mut workers = Vec::new();
-        let mut envs = envs.into_iter();
+        let envs: Arc<Vec<Mutex<E>>> = Arc::new(envs.into_iter().map(Mutex::new).collect());
+        let mine = Arc::clone(&envs);
+        let helper: Box<dyn Fn(&Job) -> Reply + Send> =
+            Box::new(move |job| run_job(&mine, bufs, job));
         for w in 0..threads {
             let lo = w * n / threads;
             let hi = (w + 1) * n / threads;
-            let mine: Vec<E> = envs.by_ref().take(hi - lo).collect();
-            let (tx, rx) = channel::<Command>();
+            let (tx, rx) = channel::<Arc<Job>>();
             let (reply_tx, reply_rx) = channel();
+            let shared = Arc::clone(&envs);
             let handle = std::thread::Builder::new()
                 .name(format!("env-worker-{w}"))
-                .spawn(move || worker(lo, mine, bufs, rx, reply_tx))
+                .spawn(move || worker(&shared, bufs, rx, reply_tx))
                 .map_err(Error::Io)?;
             senders.push(tx);
             replies.push(reply_rx);
@@ -223,9 +247,15 @@ impl VecEnv {
             groups: std::iter::once(0..threads).collect(),
             workers,
             failed: None,
-            busy_s: vec![0.0; threads],
+            busy_s: 0.0,
+            job_busy_s: 0.0,
+            jobs: vec![None],
+            helper,
         };
-        v.broadcast(|_| Command::Reset)?;
+        v.failure()?;
+        let job = v.start_job(0..threads, 0..n, Vec::new());
+        v.help(&job);
+        v.wait_all()?;
         Ok(v)
     }
 
@@ -276,6 +306,7 @@ impl VecEnv {
         let w = self.workers.len();
         let k = groups.clamp(1, w);
         self.groups = (0..k).map(|g| g * w / k..(g + 1) * w / k).collect();
+        self.jobs = vec![None; k];
         self
     }
 
@@ -285,7 +316,7 @@ impl VecEnv {
     }
 
     /// The environments of group `g`, a contiguous range of indices.
-    pub fn group(&self, g: usize) -> std::ops::Range<usize> {
+    pub fn group(&self, g: usize) -> Range<usize> {
         let w = &self.groups[g];
         self.ranges[w.start].start..self.ranges[w.end - 1].end
     }
@@ -298,32 +329,31 @@ impl VecEnv {
         self.idle_slice(self.bufs.obs, self.group(g))
     }
 
-    /// Bytes of environments `envs` in `base` (one of the shared buffers), whose workers must
+    /// Bytes of environments `envs` in `base` (one of the shared buffers), whose groups must
     /// not be stepping.
-    fn idle_slice(&self, base: *mut u8, envs: std::ops::Range<usize>) -> &[u8] {
-        let stepping = self
-            .ranges
-            .iter()
-            .zip(&self.in_flight)
-            .any(|(r, &busy)| busy && r.start < envs.end && envs.start < r.end);
+    fn idle_slice(&self, base: *mut u8, envs: Range<usize>) -> &[u8] {
+        let stepping = (0..self.groups.len()).any(|g| {
+            let r = self.group(g);
+            r.start < envs.end
+                && envs.start < r.end
+                && self.in_flight[self.groups[g].clone()].contains(&true)
+        });
         assert!(
             envs.end <= self.n && !stepping,
             "VecEnv: environments {envs:?} are stepping or out of range"
         );
         // SAFETY: `base` is one of the two N * OBS_LEN buffers this VecEnv owns and the range
-        // is inside it; no worker owning one of these environments has a command in flight
-        // (checked above), so nothing writes these bytes while the returned borrow of `self`
-        // lives (commands are sent only through `&mut self`).
+        // is inside it; no worker that could claim one of these environments has a job in
+        // flight (checked above), so nothing writes these bytes while the returned borrow of
+        // `self` lives (jobs are sent only through `&mut self`).
         unsafe { std::slice::from_raw_parts(base.add(envs.start * OBS_LEN), envs.len() * OBS_LEN) }
     }
 
-    /// Seconds the busiest worker spent stepping and resetting environments since the last
-    /// `take_busy_s` (the critical path of the work itself: a caller's wall time beyond it is
-    /// hand-over and waiting). Resets every worker's sum.
+    /// Seconds of stepping and resetting on the critical path since the last `take_busy_s`:
+    /// for each job collected, the longest time one thread (a worker or the caller) spent on
+    /// it. A caller's wall time beyond it is hand-over and waiting. Resets the sum.
     pub fn take_busy_s(&mut self) -> f64 {
-        let busiest = self.busy_s.iter().copied().fold(0.0, f64::max);
-        self.busy_s.fill(0.0);
-        busiest
+        std::mem::take(&mut self.busy_s)
     }
 
     /// Steps every environment with `actions[i]`; returns the N transitions.
@@ -336,11 +366,10 @@ impl VecEnv {
             )));
         }
         self.failure()?;
-        for w in 0..self.workers.len() {
-            let r = self.ranges[w].clone();
-            self.send(w, Command::Step(actions[r].to_vec()));
-        }
+        let job = self.start_job(0..self.workers.len(), 0..self.n, actions.to_vec());
+        self.help(&job);
         self.wait_all()?;
+        self.busy_s += std::mem::take(&mut self.job_busy_s);
         Ok(&self.transitions)
     }
 
@@ -362,32 +391,57 @@ impl VecEnv {
             )));
         }
         self.failure()?;
-        for w in workers {
-            let r = self.ranges[w].clone();
-            let cmd = Command::Step(actions[r.start - envs.start..r.end - envs.start].to_vec());
-            self.send(w, cmd);
-        }
+        self.jobs[g] = Some(self.start_job(workers, envs, actions.to_vec()));
         self.failure()
     }
 
-    /// Waits for group `g`'s step (started by [`Self::send_step`]) and returns its
-    /// transitions; a group that is not stepping returns its last ones.
+    /// Waits for group `g`'s step (started by [`Self::send_step`]), stepping on this thread
+    /// the group's environments no worker has claimed yet, and returns its transitions; a
+    /// group that is not stepping returns its last ones.
     pub fn wait(&mut self, g: usize) -> Result<&[Transition]> {
+        if let Some(job) = self.jobs[g].take() {
+            self.help(&job);
+        }
         for w in self.groups[g].clone() {
             self.receive(w);
         }
+        self.busy_s += std::mem::take(&mut self.job_busy_s);
         self.failure()?;
         Ok(&self.transitions[self.group(g)])
     }
 
-    /// Sends `cmd` to worker `w`; a worker that is gone is recorded as the failure.
-    fn send(&mut self, w: usize, cmd: Command) {
-        if self.senders[w].send(cmd).is_ok() {
-            self.in_flight[w] = true;
-        } else {
-            self.failed
-                .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
+    /// Sends one job over `envs` (a reset when `actions` is empty) to every worker of
+    /// `workers`; a worker that is gone is recorded as the failure (the others still step
+    /// every environment of the job).
+    fn start_job(
+        &mut self,
+        workers: Range<usize>,
+        envs: Range<usize>,
+        actions: Vec<usize>,
+    ) -> Arc<Job> {
+        let job = Arc::new(Job {
+            envs,
+            actions,
+            next: AtomicUsize::new(0),
+        });
+        for w in workers {
+            if self.senders[w].send(Arc::clone(&job)).is_ok() {
+                self.in_flight[w] = true;
+            } else {
+                self.failed
+                    .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
+            }
         }
+        job
+    }
+
+    /// Claims and runs, on the caller's thread, the environments of `job` that no worker has
+    /// claimed yet: the caller would otherwise sleep while its workers step, and wake up
+    /// only after the last of them has replied.
+    fn help(&mut self, job: &Job) {
+        let (busy, reply) = (self.helper)(job);
+        self.job_busy_s = self.job_busy_s.max(busy);
+        self.absorb(reply);
     }
 
     /// Collects worker `w`'s reply if it has a command in flight. A worker whose environment
@@ -401,11 +455,17 @@ impl VecEnv {
                 .get_or_insert((self.ranges[w].start, "its worker thread is gone".into()));
             return;
         };
-        self.busy_s[w] += busy;
+        self.job_busy_s = self.job_busy_s.max(busy);
+        self.absorb(reply);
+    }
+
+    /// Stores a reply's transitions, or records its failure.
+    fn absorb(&mut self, reply: std::result::Result<Vec<(usize, Transition)>, (usize, String)>) {
         match reply {
             Ok(ts) => {
-                let r = self.ranges[w].clone();
-                self.transitions[r].copy_from_slice(&ts);
+                for (i, t) in ts {
+                    self.transitions[i] = t;
+                }
             }
             Err(e) => {
                 self.failed.get_or_insert(e);
@@ -432,15 +492,6 @@ impl VecEnv {
             None => Ok(()),
         }
     }
-
-    /// Sends one command per worker and waits for every reply.
-    fn broadcast(&mut self, cmd: impl Fn(usize) -> Command) -> Result<()> {
-        self.failure()?;
-        for w in 0..self.workers.len() {
-            self.send(w, cmd(w));
-        }
-        self.wait_all()
-    }
 }
 
 impl Drop for VecEnv {
@@ -452,58 +503,67 @@ impl Drop for VecEnv {
     }
 }
 
+/// A worker: runs each job it receives ([`run_job`]) and replies; exits after a panic.
 fn worker<E: Environment>(
-    first: usize,
-    mut envs: Vec<E>,
+    envs: &[Mutex<E>],
     bufs: Buffers,
-    rx: Receiver<Command>,
+    rx: Receiver<Arc<Job>>,
     reply: Sender<Reply>,
 ) {
-    let slice = |base: *mut u8, i: usize| {
-        // SAFETY: env `first + i` owns bytes [(first+i)*OBS_LEN, +OBS_LEN) of an N*OBS_LEN
-        // buffer that outlives the workers (VecEnv joins them on drop); see `Buffers`.
-        unsafe { std::slice::from_raw_parts_mut(base.add((first + i) * OBS_LEN), OBS_LEN) }
-    };
-    while let Ok(cmd) = rx.recv() {
-        let started = std::time::Instant::now();
-        let mut out = Vec::with_capacity(envs.len());
-        let mut failure = None;
-        for (i, e) in envs.iter_mut().enumerate() {
-            // The environment is not used again after a panic (this worker exits), so
-            // observing it half-updated is impossible.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &cmd {
-                Command::Reset => {
-                    e.reset(slice(bufs.obs, i));
-                    Transition::default()
-                }
-                Command::Step(actions) => {
-                    let obs = slice(bufs.obs, i);
-                    let t = e.step(actions[i], obs);
-                    if t.terminated || t.truncated {
-                        slice(bufs.final_obs, i).copy_from_slice(obs);
-                        e.reset(obs);
-                    }
-                    t
-                }
-            }));
-            match r {
-                Ok(t) => out.push(t),
-                Err(p) => {
-                    failure = Some((first + i, panic_message(p.as_ref())));
-                    break;
-                }
-            }
-        }
-        let dead = failure.is_some();
-        let msg = match failure {
-            Some(f) => Err(f),
-            None => Ok(out),
-        };
-        let busy = started.elapsed().as_secs_f64();
-        if reply.send((busy, msg)).is_err() || dead {
+    while let Ok(job) = rx.recv() {
+        let r = run_job(envs, bufs, &job);
+        let dead = r.1.is_err();
+        if reply.send(r).is_err() || dead {
             return;
         }
     }
+}
+
+/// Claims `job`'s environments one at a time until none is left, resets or steps each
+/// (auto-resetting an ended episode), and returns the seconds spent and what it did: the
+/// transitions of the claimed environments, or the first that panicked and the message.
+fn run_job<E: Environment>(envs: &[Mutex<E>], bufs: Buffers, job: &Job) -> Reply {
+    let slice = |base: *mut u8, i: usize| {
+        // SAFETY: env `i` owns bytes [i * OBS_LEN, +OBS_LEN) of an N * OBS_LEN buffer that
+        // outlives every job (VecEnv joins its workers on drop, and helps only through
+        // `&mut self`), and this thread claimed env `i` in this job; see `Buffers`.
+        unsafe { std::slice::from_raw_parts_mut(base.add(i * OBS_LEN), OBS_LEN) }
+    };
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    loop {
+        let k = job.next.fetch_add(1, Ordering::Relaxed);
+        if k >= job.envs.len() {
+            break;
+        }
+        let i = job.envs.start + k;
+        // Claims are unique, so the lock is never contended; it is poisoned only after a
+        // panic, after which the VecEnv fails every call.
+        let mut e = envs[i].lock().unwrap_or_else(|p| p.into_inner());
+        // The environment is not used again after a panic (the VecEnv fails every later
+        // call), so observing it half-updated is impossible.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let obs = slice(bufs.obs, i);
+            let Some(&action) = job.actions.get(k) else {
+                e.reset(obs);
+                return Transition::default();
+            };
+            let t = e.step(action, obs);
+            if t.terminated || t.truncated {
+                slice(bufs.final_obs, i).copy_from_slice(obs);
+                e.reset(obs);
+            }
+            t
+        }));
+        match r {
+            Ok(t) => out.push((i, t)),
+            Err(p) => {
+                let busy = started.elapsed().as_secs_f64();
+                return (busy, Err((i, panic_message(p.as_ref()))));
+            }
+        }
+    }
+    (started.elapsed().as_secs_f64(), Ok(out))
 }
 
 /// The text of a panic payload (`panic!` with a literal or a formatted message).
@@ -563,11 +623,88 @@ mod tests {
         }
     }
 
+    /// Env 0 waits in each step (up to 5 s, so that a wrong VecEnv fails instead of hanging)
+    /// until every other env of the step has stepped, and answers reward 1 if they did.
+    struct Waiter {
+        index: usize,
+        others: usize,
+        stepped: Arc<AtomicUsize>,
+    }
+
+    impl Environment for Waiter {
+        fn num_actions(&self) -> usize {
+            2
+        }
+        fn reset(&mut self, obs: &mut [u8]) {
+            obs.fill(0);
+        }
+        fn step(&mut self, _action: usize, _obs: &mut [u8]) -> Transition {
+            let mut reward = 1.0;
+            if self.index == 0 {
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while self.stepped.load(Ordering::SeqCst) < self.others {
+                    if std::time::Instant::now() > deadline {
+                        reward = 0.0;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                self.stepped.store(0, Ordering::SeqCst);
+            } else {
+                self.stepped.fetch_add(1, Ordering::SeqCst);
+            }
+            Transition {
+                reward,
+                ..Transition::default()
+            }
+        }
+    }
+
     #[test]
-    fn busy_time_is_the_busiest_workers_total() {
-        // Two workers: env 0 sleeps 3 ms a step, env 1 2 ms, in parallel. The busiest worker
-        // took at least 3 ms a step, so 5 steps take at least 15 ms of busy time, and the busy
-        // time cannot exceed the wall time of the steps (the two workers' sum, >= 25 ms, would).
+    fn workers_claim_environments_so_a_slow_one_does_not_hold_up_its_chunk() {
+        // 8 envs on 2 workers, env 0 slow until the other 7 have stepped: the worker that
+        // claimed env 0 is busy, so the other must step envs 1..8 alone. With fixed chunks
+        // (envs 0..4 on worker 0) envs 1..4 would wait behind env 0, which would time out.
+        let stepped = Arc::new(AtomicUsize::new(0));
+        let envs = (0..8)
+            .map(|index| Waiter {
+                index,
+                others: 7,
+                stepped: Arc::clone(&stepped),
+            })
+            .collect();
+        let mut v = VecEnv::new(envs, 2).expect("vecenv");
+        for round in 0..3 {
+            let rewards: Vec<f32> = v
+                .step(&[0; 8])
+                .expect("step")
+                .iter()
+                .map(|t| t.reward)
+                .collect();
+            assert_eq!(rewards, [1.0; 8], "round {round}");
+        }
+        // The same within one of two groups (envs 4..8 on workers 2..4).
+        let stepped = Arc::new(AtomicUsize::new(0));
+        // Env 4 is the slow one (index 0 of its group); group 0 never steps.
+        let envs = (0..8usize)
+            .map(|i| Waiter {
+                index: if i < 4 { 1 } else { i - 4 },
+                others: 3,
+                stepped: Arc::clone(&stepped),
+            })
+            .collect();
+        let mut v = VecEnv::new(envs, 4).expect("vecenv").with_groups(2);
+        v.send_step(1, &[0; 4]).expect("send");
+        let rewards: Vec<f32> = v.wait(1).expect("wait").iter().map(|t| t.reward).collect();
+        assert_eq!(rewards, [1.0; 4]);
+    }
+
+    #[test]
+    fn busy_time_is_the_longest_thread_of_each_step() {
+        // Two workers and the caller: env 0 sleeps 3 ms a step, env 1 2 ms. Whichever thread
+        // steps env 0 takes at least 3 ms, so 5 steps take at least 15 ms of busy time, and
+        // the busy time cannot exceed the wall time of the steps (the threads' sum, >= 25 ms,
+        // would).
         let envs = vec![Slow { ms: 3 }, Slow { ms: 2 }];
         let mut v = VecEnv::new(envs, 2).expect("vecenv");
         v.take_busy_s();

@@ -29,8 +29,8 @@ pub struct BenchReport {
     pub steps_per_s: f64,
     /// Seconds per iteration stepping environments.
     pub env_s: f64,
-    /// Of `env_s`, the seconds the busiest worker spent stepping (the work itself; the rest
-    /// is hand-over and waiting).
+    /// Of `env_s`, the stepping on the critical path (per step, the longest time one thread
+    /// stepped; the rest is hand-over and waiting).
     pub env_busy_s: f64,
     /// Seconds per iteration in rollout inference.
     pub inference_s: f64,

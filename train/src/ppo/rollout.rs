@@ -26,8 +26,8 @@ pub fn bootstraps(tr: &Transition) -> bool {
 pub struct Timings {
     /// Stepping environments (workers) and copying observations.
     pub env_s: f64,
-    /// Of `env_s`, the busiest worker's own stepping ([`VecEnv::take_busy_s`]); the rest is
-    /// hand-over, waiting and the main thread's copies.
+    /// Of `env_s`, the stepping on the critical path: per step, the longest time one thread
+    /// stepped ([`VecEnv::take_busy_s`]); the rest is hand-over and waiting.
     pub env_busy_s: f64,
     /// Policy forward passes during the rollout.
     pub inference_s: f64,
