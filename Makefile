@@ -5,7 +5,7 @@
 #                where there is none).
 #   make test    the same set-up plus test tools (Xvfb, onnx, OpenCV), `make lint` (cargo fmt
 #                --check, clippy -D warnings), then the whole suite.
-#   make train   build `train` (installs torch 2.11.0 into .venv first).
+#   make train   build `train` (installs torch 2.11.0 into .venv and Open MPI first).
 #   make bench   criterion benchmarks of the runtime, and `train ppo --bench`.
 #   make gpu-smoke  on a GPU machine: train's CUDA benchmarks and save/resume checks
 #                (scripts/gpu-smoke.sh; docs/GPU.md).
@@ -23,6 +23,8 @@ VENV       := .venv
 PYTHON     ?= python3
 APT_PKGS   := cmake clang libclang-dev zlib1g-dev pkg-config
 TEST_PKGS  := xvfb x11-apps imagemagick
+# Open MPI for `mpirun ... train ppo` (train's `mpi` feature links it; the tests run mpirun).
+TRAIN_PKGS := libopenmpi-dev openmpi-bin
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE    := target/release
 GAME       ?= breakout
@@ -32,7 +34,7 @@ PLAY_ARGS  ?=
 # torch-sys builds against the torch of .venv: its python must come first on PATH.
 TORCH_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: play test lint bench bench-compare train gpu-smoke eval deps test-deps venv build clean-models
+.PHONY: play test lint bench bench-compare train gpu-smoke eval deps test-deps train-deps venv build clean-models
 
 # --- set-up ------------------------------------------------------------------------------
 
@@ -43,7 +45,14 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test-deps: deps
+train-deps: deps
+	@missing=$$(for p in $(TRAIN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test-deps: deps train-deps
 	@missing=$$(for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
@@ -81,7 +90,7 @@ play: build $(VENV)/.stamp
 	@$(MAKE) --no-print-directory $(MODEL)
 	$(RELEASE)/play $(MODEL) --rom $(GAME) $(PLAY_ARGS)
 
-train: deps $(VENV)/.stamp-train
+train: train-deps $(VENV)/.stamp-train
 	$(TORCH_ENV) cargo build --release --locked -p cartridge-train
 
 test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train lint
@@ -89,7 +98,7 @@ test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train lint
 	$(TORCH_ENV) cargo test --release --locked --workspace
 
 # The conventions CI holds the code to: rustfmt's layout and clippy without warnings.
-lint: deps $(VENV)/.stamp-train
+lint: train-deps $(VENV)/.stamp-train
 	@command -v rustup >/dev/null && rustup component add rustfmt clippy >/dev/null 2>&1 || true
 	cargo fmt --all --check
 	$(TORCH_ENV) cargo clippy --release --locked --workspace --all-targets -- -D warnings

@@ -15,7 +15,7 @@
 //! | [`Stream::Eval`] | `2 << 56` | the seed of a run's final evaluation |
 //! | [`Stream::ActionSampling`] | `3 << 56 \| resume` | DQN's epsilon-greedy draws |
 //! | [`Stream::ReplaySampling`] | `4 << 56 \| resume` | DQN's replay minibatch draws |
-//! | [`Stream::Torch`] | `5 << 56 \| iteration` | libtorch's generator in PPO iteration `iteration` |
+//! | [`Stream::Torch`] | `5 << 56 \| rank << 40 \| iteration` | libtorch's generator of MPI rank `rank` (0 in a single process) in PPO iteration `iteration` |
 //!
 //! A training environment's seed is itself split with the first three streams (its emulator
 //! and its NoopReset), exactly as `play --seed S` splits `S`.
@@ -56,10 +56,13 @@ pub enum Stream {
         /// Resumes of the run so far.
         resume: u64,
     },
-    /// libtorch's generator for PPO iteration `iteration` (action sampling, minibatch order).
+    /// libtorch's generator for PPO iteration `iteration` (< 2^40) of MPI rank `rank`
+    /// (< 2^16; 0 in a single process) (action sampling, minibatch order).
     Torch {
         /// The iteration, counted from 1.
         iteration: u64,
+        /// The process's MPI rank.
+        rank: u64,
     },
 }
 
@@ -79,7 +82,9 @@ impl Stream {
             Self::Eval => kind(2, 0),
             Self::ActionSampling { resume } => kind(3, resume),
             Self::ReplaySampling { resume } => kind(4, resume),
-            Self::Torch { iteration } => kind(5, iteration),
+            Self::Torch { iteration, rank } => {
+                kind(5, ((rank & 0xffff) << 40) | (iteration & 0xff_ffff_ffff))
+            }
         }
     }
 }
@@ -144,7 +149,12 @@ mod tests {
             all.push(Stream::ReplaySampling { resume: r });
         }
         for it in 1..=10_000 {
-            all.push(Stream::Torch { iteration: it });
+            for rank in 0..3 {
+                all.push(Stream::Torch {
+                    iteration: it,
+                    rank,
+                });
+            }
         }
         for s in &all {
             assert!(

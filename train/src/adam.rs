@@ -39,6 +39,26 @@ impl Adam {
         }
     }
 
+    /// A copy of the state with the moments on the host (what a checkpoint stores), to be
+    /// written from another thread while this one keeps training.
+    pub fn host_copy(&self) -> Self {
+        let host = |ts: &[Tensor]| -> Vec<Tensor> {
+            ts.iter()
+                .map(|t| t.detach().to_device(Device::Cpu).copy())
+                .collect()
+        };
+        Self {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            step: self.step,
+            m: host(&self.m),
+            v: host(&self.v),
+            fused_cpu: self.fused_cpu,
+        }
+    }
+
     /// One update: `p -= lr * m_hat / (sqrt(v_hat) + eps)`. Parameters without a gradient
     /// are skipped.
     pub fn step(&mut self, params: &[Tensor]) {

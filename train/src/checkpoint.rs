@@ -42,12 +42,20 @@ pub struct RunState<A> {
     pub train_seconds: f64,
     /// Times the run was resumed; seeds fresh environment streams on each resume.
     pub resumes: u64,
+    /// MPI ranks the run trains on (1: a single process; older checkpoints lack the field).
+    /// The global batch is `ranks * num_envs * num_steps`, so a resume must keep it.
+    #[serde(default = "one")]
+    pub ranks: u64,
     /// The learning arguments (what a resumed run must keep).
     pub args: A,
     /// Checkpoints written before 2026-11-30 kept either counter as `iteration`; [`load`]
     /// moves it to the algorithm's own counter.
     #[serde(default, rename = "iteration", skip_serializing)]
     legacy_iteration: Option<u64>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl<A> RunState<A> {
@@ -70,6 +78,7 @@ impl<A> RunState<A> {
             episodes: 0,
             train_seconds: 0.0,
             resumes: 0,
+            ranks: 1,
             args,
             legacy_iteration: None,
         }

@@ -7,7 +7,8 @@
 //! replay memory, targets, agent, the loop). What every run shares: [`config`] (the shared
 //! arguments), [`run`] (start or resume, device, environments, saving and Ctrl-C, export and
 //! evaluation at the end), [`network`] (the Nature CNN trunk), [`vecenv`] (environments),
-//! [`adam`], [`tensors`] (tensor creation on a device), [`seeds`], [`checkpoint`]
+//! [`adam`], [`tensors`] (tensor creation on a device), [`seeds`], [`dist`] (MPI ranks),
+//! [`checkpoint`]
 //! (save/resume), and [`logger`] (logs; [`tensorboard`] events). The final evaluation of the exported model is
 //! `play`'s own loop, [`cartridge_infer::session`].
 
@@ -17,6 +18,7 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod config;
+pub mod dist;
 pub mod dqn;
 pub mod logger;
 pub mod lstm;
@@ -71,6 +73,9 @@ pub enum Error {
     /// The device cannot be used.
     #[error("device: {0}")]
     Device(String),
+    /// MPI failed, or the ranks disagree.
+    #[error("MPI: {0}")]
+    Mpi(String),
     /// An I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use cartridge_contract::{key, onnx_key};
@@ -16,6 +17,7 @@ use tch::Device;
 
 use crate::checkpoint::{self, Loaded, RunState};
 use crate::config::{AlgoArgs, RunArgs, RESUME_FLAGS};
+use crate::dist::Interrupt;
 use crate::logger::RunLog;
 use crate::seeds::RunSeeds;
 use crate::vecenv::{AtariTrainEnv, VecEnv};
@@ -246,21 +248,17 @@ pub(crate) fn setup_torch(run: &RunArgs) -> Result<DeviceChoice> {
 }
 
 /// `num_envs` training environments (fresh games on every (re)start, seeded per env and per
-/// resume) on their worker threads, and the game's minimal action set.
+/// resume; under MPI, rank `r`'s are the run's environments `r * num_envs ..`) on their worker
+/// threads, and the game's minimal action set.
 pub(crate) fn make_envs(
     rom: &Rom,
     run: &RunArgs,
     num_envs: usize,
-    resumes: u64,
+    seeds: RunSeeds,
 ) -> Result<(VecEnv, Vec<i32>, usize)> {
+    let first = seeds.rank as usize * num_envs;
     let envs = (0..num_envs)
-        .map(|i| {
-            let seeds = RunSeeds {
-                seed: run.seed,
-                resume: resumes,
-            };
-            AtariTrainEnv::new(rom, seeds.env(i), run.sticky)
-        })
+        .map(|i| AtariTrainEnv::new(rom, seeds.env(first + i), run.sticky))
         .collect::<Result<Vec<_>>>()?;
     let actions = envs[0].actions();
     let threads = run
@@ -288,8 +286,78 @@ pub(crate) fn check_actions<A>(l: &Loaded<A>, rom: &Rom, actions: &[i32]) -> Res
     Ok(())
 }
 
-/// Set by the Ctrl-C handler; the loop finishes its step, saves and exits.
+/// Set by the Ctrl-C (or SIGTERM) handler; the loop finishes its step, saves and exits.
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// A checkpoint ready to write, and what to print once it is written.
+pub(crate) type PendingSave = Box<dyn FnOnce() -> Result<String> + Send>;
+
+/// Under MPI, rank 0's checkpoint of its last completed iteration ([`set_pending_save`]).
+static PENDING: Mutex<Option<PendingSave>> = Mutex::new(None);
+
+/// Held while a checkpoint is written, so the handler never writes beside the loop.
+static SAVING: Mutex<()> = Mutex::new(());
+
+/// Installs the handler of Ctrl-C and SIGTERM (once per process; later calls do nothing).
+///
+/// A single process sets [`STOP`]; the loop saves after its step. Under MPI (`interrupt`)
+/// there is no time for that: `mpirun` answers Ctrl-C with SIGTERM to every rank, SIGKILL
+/// about a second later, and SIGKILL to all as soon as one rank exits. So rank 0 writes the
+/// checkpoint of its last completed iteration ([`set_pending_save`]) while the others wait,
+/// then tells them it is done ([`Interrupt::release_others`]), and every rank exits with
+/// status 0.
+pub(crate) fn install_handler(interrupt: Option<Interrupt>) {
+    // Fails only if a handler is already installed (an earlier call), which then stays.
+    let _ = ctrlc::set_handler(move || {
+        STOP.store(true, Ordering::SeqCst);
+        let Some(int) = interrupt else {
+            return;
+        };
+        if int.is_root() {
+            // The loop's threads keep computing until the process exits; they yield the
+            // CPU to this one so that the checkpoint is written well inside the second.
+            yield_other_threads();
+            let _saving = SAVING.lock().unwrap_or_else(|p| p.into_inner());
+            let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match pending.map(|save| save()) {
+                Some(Ok(msg)) => eprintln!("{msg}"),
+                Some(Err(e)) => eprintln!("error: interrupted, and the checkpoint failed: {e}"),
+                None => eprintln!("interrupted before the first iteration ended: nothing saved"),
+            }
+            int.release_others();
+        } else {
+            int.wait_for_root();
+        }
+        // `_exit`, not `exit`: the loop's threads are still inside libtorch, whose static
+        // destructors `exit` would run under them.
+        // SAFETY: `_exit` ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(0) }
+    });
+}
+
+/// Replaces the checkpoint the handler writes on an interrupt under MPI.
+pub(crate) fn set_pending_save(save: PendingSave) {
+    *PENDING.lock().unwrap_or_else(|p| p.into_inner()) = Some(save);
+}
+
+/// Lowers every other thread of this process to the lowest priority (nice 19), which any
+/// process may do to its own threads.
+fn yield_other_threads() {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for tid in tasks
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        if tid != me {
+            // SAFETY: setpriority on a thread id of this process; failure is harmless.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) };
+        }
+    }
+}
 
 /// Checkpointing of a training loop: every `save_every` agent steps, on Ctrl-C, and at the end.
 pub(crate) struct Saver {
@@ -302,9 +370,7 @@ pub(crate) struct Saver {
 impl Saver {
     /// A saver for a loop starting at `state`; installs the Ctrl-C handler.
     pub(crate) fn new<A>(state: &RunState<A>, every: u64) -> Self {
-        // Fails only if a handler is already installed (a second run in this process), which
-        // then sets the same flag.
-        let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
+        install_handler(None);
         Self {
             last_saved: state.global_step,
             every,
@@ -358,12 +424,18 @@ impl Saver {
         Ok(())
     }
 
+    /// Wall seconds trained so far, over every process of the run.
+    pub(crate) fn train_seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+
     fn save_now<A>(
         &mut self,
         state: &mut RunState<A>,
         save: impl FnOnce(&RunState<A>) -> Result<()>,
     ) -> Result<()> {
-        state.train_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+        state.train_seconds = self.train_seconds();
+        let _saving = SAVING.lock().unwrap_or_else(|p| p.into_inner());
         save(state)?;
         self.last_saved = state.global_step;
         Ok(())
@@ -392,9 +464,7 @@ pub(crate) fn metadata<A: serde::Serialize>(
 
 /// Ends a run that reached its total: writes `model.onnx` from `ckpt`, evaluates it
 /// (`run.eval_episodes` full games, the algorithm's default action selection), writes
-/// `eval.json`, records the result in the model's metadata and reports the outcome. A
-/// recurrent policy is exported but not evaluated (with a note on stderr): `play`'s session
-/// cannot step one yet.
+/// `eval.json`, records the result in the model's metadata and reports the outcome.
 pub(crate) fn finish(
     out: PathBuf,
     rom: &Rom,
@@ -425,6 +495,7 @@ fn evaluate_export(
     let eval_seed = RunSeeds {
         seed: run.seed,
         resume: 0,
+        rank: 0,
     }
     .eval();
     let report = evaluate(&onnx, rom, run.eval_episodes, eval_seed, 0.0)?;

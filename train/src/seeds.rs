@@ -7,13 +7,17 @@
 
 use cartridge_infer::seed::{stream, Stream};
 
-/// The seeds of one process of a run: `--seed` and the number of resumes before it.
+/// The seeds of one process of a run: `--seed`, the number of resumes before it, and its MPI
+/// rank (0 in a single process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSeeds {
     /// The run's `--seed`.
     pub seed: u64,
     /// Resumes of the run before this process.
     pub resume: u64,
+    /// The process's MPI rank; its environments are `rank * num_envs ..` of the run's
+    /// ([`Self::env`] takes the run-wide index), its libtorch streams its own.
+    pub rank: u64,
 }
 
 /// The seeds of one environment (as `play --seed` splits its seed).
@@ -39,7 +43,8 @@ impl EnvSeeds {
 }
 
 impl RunSeeds {
-    /// Training environment `index`.
+    /// Training environment `index`, counted over the whole run (rank `r`'s environment `i`
+    /// of `n` is `r * n + i`).
     pub fn env(self, index: usize) -> EnvSeeds {
         EnvSeeds::split(stream(
             self.seed,
@@ -55,9 +60,15 @@ impl RunSeeds {
         stream(self.seed, Stream::Eval)
     }
 
-    /// libtorch's generator in PPO iteration `iteration`.
+    /// libtorch's generator of this rank in PPO iteration `iteration`.
     pub fn torch(self, iteration: u64) -> u64 {
-        stream(self.seed, Stream::Torch { iteration })
+        stream(
+            self.seed,
+            Stream::Torch {
+                iteration,
+                rank: self.rank,
+            },
+        )
     }
 
     /// DQN's epsilon-greedy generator.
@@ -122,28 +133,61 @@ mod tests {
 
     #[test]
     fn every_stream_of_a_ppo_run_is_distinct() {
-        // CleanRL defaults: 8 envs, 9765 iterations; two resumes.
+        // CleanRL defaults: 8 envs, 9765 iterations; two resumes; a single process, and
+        // (below) 2 MPI ranks of 8 envs each, whose environments are 0..8 and 8..16 of the run.
         let mut all = Vec::new();
         for resume in 0..3 {
-            let r = RunSeeds { seed: 1, resume };
-            all.extend(env_seeds(r, 8));
+            let r = RunSeeds {
+                seed: 1,
+                resume,
+                rank: 0,
+            };
+            all.extend(env_seeds(r, 16));
         }
-        let r = RunSeeds { seed: 1, resume: 0 };
+        let r = RunSeeds {
+            seed: 1,
+            resume: 0,
+            rank: 0,
+        };
         all.extend(eval_seeds(r));
-        all.extend((1..=9765).map(|it| (format!("torch iteration {it}"), r.torch(it))));
+        for rank in 0..2 {
+            let r = RunSeeds { rank, ..r };
+            all.extend(
+                (1..=9765).map(|it| (format!("rank {rank} torch iteration {it}"), r.torch(it))),
+            );
+        }
         all_distinct(all);
+        // Rank 0 draws exactly what a single process draws.
+        assert_eq!(
+            r.torch(7),
+            stream(
+                1,
+                Stream::Torch {
+                    iteration: 7,
+                    rank: 0
+                }
+            )
+        );
     }
 
     #[test]
     fn every_stream_of_a_dqn_run_is_distinct() {
         let mut all = Vec::new();
         for resume in 0..3 {
-            let r = RunSeeds { seed: 1, resume };
+            let r = RunSeeds {
+                seed: 1,
+                resume,
+                rank: 0,
+            };
             all.extend(env_seeds(r, 4));
             all.push((format!("actions (resume {resume})"), r.action_sampling()));
             all.push((format!("replay (resume {resume})"), r.replay_sampling()));
         }
-        all.extend(eval_seeds(RunSeeds { seed: 1, resume: 0 }));
+        all.extend(eval_seeds(RunSeeds {
+            seed: 1,
+            resume: 0,
+            rank: 0,
+        }));
         all_distinct(all);
     }
 }

@@ -239,6 +239,7 @@ fn train_ppo(
             cfg,
             a.clip_coef,
             Device::Cpu,
+            &cartridge_train::dist::Dist::single(),
         )
         .expect("update");
         if done(&recent) {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use cartridge_train::dist::Dist;
 use cartridge_train::dqn::{self, DqnArgs};
 use cartridge_train::logger::{plot_curve, read_metrics};
 use cartridge_train::ppo::{self, PpoArgs};
@@ -43,12 +44,20 @@ enum Command {
 
 fn main() -> ExitCode {
     passive_openmp();
-    match run() {
+    let mut dist = None;
+    match run(&mut dist) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match dist.filter(|d| d.size() > 1) {
+            // The other ranks may wait in a collective for this one: end them all.
+            Some(d) => {
+                eprintln!("error (rank {} of {}): {e:#}", d.rank(), d.size());
+                d.abort(1)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -96,16 +105,26 @@ fn given_flags(matches: &ArgMatches) -> Vec<String> {
         .collect()
 }
 
-fn run() -> anyhow::Result<()> {
+/// Parses the command line, joins the MPI run when `mpirun` started this process (into
+/// `dist`, which outlives this call so that `main` can end every rank on an error), and runs
+/// the command; only rank 0 prints the summary.
+fn run(dist: &mut Option<Dist>) -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let given = given_flags(&matches);
+    let d = dist.insert(Dist::from_env()?);
     let outcome = match cli.command {
         Command::Ppo(mut args) => {
             args.run.given = given;
-            ppo::train(&args)?
+            ppo::train_with(&args, d)?
         }
         Command::Dqn(mut args) => {
+            if d.size() > 1 {
+                anyhow::bail!(
+                    "train dqn runs as one process (its replay memory and single environment do \
+                     not split across ranks); run it without mpirun, or use train ppo under mpirun"
+                );
+            }
             args.run.given = given;
             dqn::train(&args)?
         }
@@ -116,6 +135,9 @@ fn run() -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    if !d.is_root() {
+        return Ok(());
+    }
     match outcome {
         Outcome::Bench(b) => println!("{b}"),
         Outcome::Trained {

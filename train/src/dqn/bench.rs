@@ -54,6 +54,7 @@ pub(crate) fn bench(
     let seeds = RunSeeds {
         seed: a.run.seed,
         resume: 0,
+        rank: 0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seeds.action_sampling());
     let t0 = Instant::now();

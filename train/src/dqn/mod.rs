@@ -79,7 +79,16 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     let choice = setup_torch(&a.run)?;
     let device = choice.device;
     let rom = RomSearch::default().resolve(&a.run.rom)?;
-    let (mut envs, actions, env_threads) = make_envs(&rom, &a.run, a.num_envs, state.resumes)?;
+    let (mut envs, actions, env_threads) = make_envs(
+        &rom,
+        &a.run,
+        a.num_envs,
+        RunSeeds {
+            seed: a.run.seed,
+            resume: state.resumes,
+            rank: 0,
+        },
+    )?;
 
     let mut agent = DqnAgent::new(&cfg, actions.len(), device)?;
     let mut replay = ReplayMemory::new(a.buffer_size, a.num_envs)?;
@@ -137,6 +146,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     let seeds = RunSeeds {
         seed: a.run.seed,
         resume: state.resumes,
+        rank: 0,
     };
     let mut act_rng = ChaCha8Rng::seed_from_u64(seeds.action_sampling());
     let mut sample_rng = ChaCha8Rng::seed_from_u64(seeds.replay_sampling());

@@ -31,8 +31,11 @@
 //! frame, `nn.LSTM(512, 128)`, the heads on its output), the LSTM state carried through the
 //! rollout and zeroed where an episode starts ([`rollout`]), and minibatches of whole
 //! environments' sequences re-run from the rollout's initial state ([`update::minibatches`]).
-//! The same deliberate differences apply. The exported `model.onnx` is not evaluated at the
-//! end: `play`'s session cannot step a recurrent model yet.
+//! The same deliberate differences apply.
+//!
+//! Under `mpirun` ([`train_with`], [`crate::dist`]) the loop is CleanRL's
+//! `ppo_atari_multigpu.py`: each rank rolls out its own environments and the gradients are
+//! averaged across ranks before every Adam step.
 
 pub mod args;
 pub mod bench;
@@ -52,14 +55,15 @@ use tch::Device;
 
 use crate::adam::Adam;
 use crate::checkpoint::{self, RunState, Snapshot};
+use crate::dist::Dist;
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
-    bench_json, check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver,
-    Start,
+    bench_json, check_actions, finish, install_handler, make_envs, metadata, set_pending_save,
+    setup_torch, start, Outcome, PendingSave, Saver, Start,
 };
 use crate::seeds::RunSeeds;
 use crate::vecenv::{Episode, VecEnv};
-use crate::Result;
+use crate::{Error, Result};
 
 pub use args::{PpoArgs, PpoConfig};
 pub use bench::BenchReport;
@@ -102,8 +106,9 @@ pub struct Iteration {
 
 impl Learner {
     /// Iteration `iteration` (counted from 1): reseed libtorch, anneal the learning rate and
-    /// (with `--anneal-clip`) the clip coefficient, roll out, then GAE + update.
-    pub fn iteration(&mut self, iteration: u64) -> Result<Iteration> {
+    /// (with `--anneal-clip`) the clip coefficient, roll out, then GAE + update, averaging the
+    /// gradients over `dist`'s ranks.
+    pub fn iteration(&mut self, iteration: u64, dist: &Dist) -> Result<Iteration> {
         let a = &self.cfg.args;
         tch::manual_seed(self.seeds.torch(iteration) as i64);
         let frac = self.cfg.frac(iteration);
@@ -135,8 +140,10 @@ impl Learner {
             &self.cfg,
             clip,
             self.device,
+            dist,
         )?;
         timings.update_s = t_update.elapsed().as_secs_f64();
+        dist.check_params_agree(&self.model.params(), iteration)?;
         Ok(Iteration {
             games,
             stats,
@@ -146,21 +153,70 @@ impl Learner {
     }
 }
 
-/// Runs `train ppo` with these arguments: a new run, or `--resume`.
+/// Runs `train ppo` with these arguments in this single process: a new run, or `--resume`.
 pub fn train(args: &PpoArgs) -> Result<Outcome> {
+    train_with(args, &Dist::single())
+}
+
+/// Runs `train ppo` as one of `dist`'s ranks (all ranks run this with the same arguments).
+///
+/// Under MPI, as CleanRL's `ppo_atari_multigpu.py`: every rank steps its own `--num-envs`
+/// environments (the run's environments `rank * num_envs ..`, so their seeds differ), starts
+/// from rank 0's weights, and averages its gradients with the others' before every Adam step
+/// ([`update`]); an iteration is `ranks * num_envs * num_steps` agent steps of the run, which
+/// `global_step` counts. Rank 0 alone writes the run folder (logs of its own games,
+/// checkpoints, `model.onnx`, the evaluation); a resume needs the same number of ranks.
+pub fn train_with(args: &PpoArgs, dist: &Dist) -> Result<Outcome> {
     let Start {
         args: args_used,
         out,
         loaded,
         mut state,
     } = start(args)?;
-    let cfg = PpoConfig::from_args(&args_used)?;
+    let ranks = dist.size() as u64;
+    if loaded.is_some() && state.ranks != ranks {
+        return Err(Error::Resume {
+            path: out,
+            reason: format!(
+                "the run trains on {} MPI rank(s) and this is {ranks}: the global batch \
+                 (ranks x num_envs x num_steps) is part of its learning arguments; resume it \
+                 with `mpirun -np {}`{}",
+                state.ranks,
+                state.ranks,
+                if state.ranks == 1 {
+                    " or without mpirun"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    state.ranks = ranks;
+    let mut cfg = PpoConfig::from_args(&args_used)?;
+    let global_batch = cfg.batch_size as u64 * ranks;
+    cfg.num_iterations = cfg.args.total_timesteps / global_batch;
+    if cfg.num_iterations == 0 {
+        return Err(Error::Config(format!(
+            "--total-timesteps {} is less than one iteration of {ranks} ranks x {} steps",
+            cfg.args.total_timesteps, cfg.batch_size
+        )));
+    }
     let run = cfg.args.run.clone();
-    let choice = setup_torch(&run)?;
+    let mut choice = setup_torch(&run)?;
+    if let Device::Cuda(_) = choice.device {
+        // One GPU per rank of a machine (CleanRL: `cuda:local_rank`).
+        let gpus = tch::Cuda::device_count().max(1) as usize;
+        choice.device = Device::Cuda(dist.local_rank() % gpus);
+    }
     let device = choice.device;
     let rom = RomSearch::default().resolve(&run.rom)?;
     let num_envs = cfg.args.num_envs;
-    let (envs, actions, env_threads) = make_envs(&rom, &run, num_envs, state.resumes)?;
+    let seeds = RunSeeds {
+        seed: run.seed,
+        resume: state.resumes,
+        rank: dist.rank() as u64,
+    };
+    let (envs, actions, env_threads) = make_envs(&rom, &run, num_envs, seeds)?;
 
     let mut model = ActorCritic::with_policy(cfg.args.policy, device, actions.len(), run.seed)?;
     let mut adam = Adam::new(&model.params(), cfg.args.learning_rate, cfg.args.adam_eps);
@@ -169,12 +225,10 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
         checkpoint::restore_adam(&mut adam, l, model.arch())?;
         model.load(&l.model.tensors)?;
     }
+    dist.broadcast_params(&model.params())?;
     let mut learner = Learner {
         storage: Storage::new(cfg.args.num_steps, num_envs, device),
-        seeds: RunSeeds {
-            seed: run.seed,
-            resume: state.resumes,
-        },
+        seeds,
         cfg,
         model,
         adam,
@@ -183,34 +237,48 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
     };
     let first = state.iterations + 1;
     if run.bench {
-        let report = bench::run(&mut learner, first, env_threads)?;
+        let report = bench::run(&mut learner, first, env_threads, dist)?;
         return Ok(Outcome::Bench(bench_json(&report)?));
     }
 
-    let (batch_size, num_iterations) = (learner.cfg.batch_size, learner.cfg.num_iterations);
-    let mut log = RunLog::open(
-        &out,
-        num_iterations * batch_size as u64,
-        loaded.as_ref().map(|l| l.state.global_step),
-    )?;
-    log.println(format!(
-        "train ppo: {} on {device:?} ({}), {num_envs} envs on {env_threads} threads, \
-         {num_iterations} iterations of {batch_size} steps{}",
-        rom.game,
-        choice.reason,
-        if state.global_step > 0 {
-            format!(", resuming at step {}", state.global_step)
-        } else {
-            String::new()
-        }
-    ));
+    install_handler(dist.interrupt());
+    let num_iterations = learner.cfg.num_iterations;
+    let mut log = match dist.is_root() {
+        true => Some(RunLog::open(
+            &out,
+            num_iterations * global_batch,
+            loaded.as_ref().map(|l| l.state.global_step),
+        )?),
+        false => None,
+    };
+    if let Some(log) = &log {
+        log.println(format!(
+            "train ppo: {} on {device:?} ({}), {num_envs} envs on {env_threads} threads{}, \
+             {num_iterations} iterations of {global_batch} steps{}",
+            rom.game,
+            choice.reason,
+            if ranks > 1 {
+                format!(" on each of {ranks} MPI ranks")
+            } else {
+                String::new()
+            },
+            if state.global_step > 0 {
+                format!(", resuming at step {}", state.global_step)
+            } else {
+                String::new()
+            }
+        ));
+    }
     let mut saver = Saver::new(&state, run.save_every);
     let title = format!("PPO {} (seed {})", rom.game, run.seed);
     for iteration in first..=num_iterations {
-        let it = learner.iteration(iteration)?;
-        state.global_step += batch_size as u64;
+        let it = learner.iteration(iteration, dist)?;
+        state.global_step += global_batch;
         state.iterations = iteration;
-        state.episodes += it.games.len() as u64;
+        state.episodes += dist.gather(it.games.len() as f64).iter().sum::<f64>() as u64;
+        let Some(log) = log.as_mut() else {
+            continue;
+        };
         log.games(state.global_step, &it.games)?;
         log.row(MetricsRow {
             global_step: state.global_step,
@@ -221,15 +289,28 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
             clipfrac: Some(it.stats.clipfrac),
             explained_variance: Some(it.stats.explained_variance),
             learning_rate: learner.adam.lr,
-            sps: batch_size as f64 / it.seconds,
+            sps: global_batch as f64 / it.seconds,
             ..MetricsRow::default()
         })?;
-        if let Some(o) = saver.tick(&mut state, &out, &log, &title, |st| {
+        if ranks > 1 {
+            set_pending_save(pending_save(
+                &out, &learner, &state, &saver, &rom, &actions,
+            )?);
+        }
+        if let Some(o) = saver.tick(&mut state, &out, log, &title, |st| {
             save(&out, &learner.model, &learner.adam, st, &rom, &actions)
         })? {
             return Ok(o);
         }
     }
+    let Some(log) = log else {
+        return Ok(Outcome::Trained {
+            out,
+            global_step: state.global_step,
+            interrupted: false,
+            eval: None,
+        });
+    };
 
     saver.at_end(&mut state, loaded.is_some(), |st| {
         save(&out, &learner.model, &learner.adam, st, &rom, &actions)
@@ -242,6 +323,45 @@ pub fn train(args: &PpoArgs) -> Result<Outcome> {
         tensors: learner.model.tensors()?,
     };
     finish(out, &rom, &run, &ckpt, state.global_step)
+}
+
+/// Under MPI: the checkpoint of the iteration just completed, copied to the host, for the
+/// interrupt handler to write (see [`crate::run::install_handler`]).
+fn pending_save(
+    out: &Path,
+    learner: &Learner,
+    state: &RunState<PpoArgs>,
+    saver: &Saver,
+    rom: &Rom,
+    actions: &[i32],
+) -> Result<PendingSave> {
+    let mut state = state.clone();
+    state.train_seconds = saver.train_seconds();
+    let model = cartridge_export::Checkpoint {
+        meta: metadata(Algo::Ppo, rom, actions, &state, state.args.run.seed)?
+            .with_policy(learner.model.policy()),
+        tensors: learner.model.tensors()?,
+    };
+    let arch = learner.model.arch();
+    let adam = learner.adam.host_copy();
+    let out = out.to_path_buf();
+    Ok(Box::new(move || {
+        let snap = Snapshot {
+            arch,
+            model,
+            adam: &adam,
+            target: None,
+            replay: None,
+        };
+        checkpoint::save(&out, &snap, &state)?;
+        Ok(format!(
+            "interrupted: saved a checkpoint at step {}; continue with `mpirun -np {} train ppo \
+             --resume {}`",
+            state.global_step,
+            state.ranks,
+            out.display()
+        ))
+    }))
 }
 
 fn save(

@@ -12,6 +12,7 @@ use super::network::ActorCritic;
 use super::storage::Storage;
 use super::PpoConfig;
 use crate::adam::{clip_grad_norm, zero_grad, Adam};
+use crate::dist::Dist;
 use crate::tensors::{self, obs_dims};
 use crate::{Error, Result};
 
@@ -30,6 +31,10 @@ pub struct UpdateStats {
     pub clipfrac: f64,
     /// Of the value predictions on the batch.
     pub explained_variance: f64,
+    /// Minibatch updates taken.
+    pub minibatches: u32,
+    /// Seconds spent averaging gradients across MPI ranks (0 in a single process).
+    pub allreduce_s: f64,
 }
 
 /// One minibatch: flat `[T * N]` indices into the rollout, and for the CNN-LSTM the
@@ -83,7 +88,78 @@ pub fn minibatches(cfg: &PpoConfig, policy: Policy, device: Device) -> Vec<Minib
     }
 }
 
+/// What a minibatch's loss compares the network's new outputs with, gathered from the
+/// rollout: `[M]` each (`actions` i64, the rest f32).
+#[derive(Debug)]
+pub struct Targets {
+    /// Actions taken.
+    pub actions: Tensor,
+    /// Their log-probabilities under the rollout's policy.
+    pub logprobs: Tensor,
+    /// The rollout's value estimates.
+    pub values: Tensor,
+    /// GAE advantages (normalized here with `--norm-adv`).
+    pub advantages: Tensor,
+    /// GAE returns (value targets).
+    pub returns: Tensor,
+}
+
+/// One minibatch's loss and the quantities logged from it.
+#[derive(Debug)]
+pub struct MinibatchLoss {
+    /// `pg - ent_coef * ent + vf_coef * vl`, to differentiate.
+    pub loss: Tensor,
+    /// Clipped-surrogate loss.
+    pub pg: Tensor,
+    /// Value loss.
+    pub vl: Tensor,
+    /// Mean entropy.
+    pub ent: Tensor,
+    /// `log(pi_new / pi_old)` per sample.
+    pub logratio: Tensor,
+    /// `pi_new / pi_old` per sample.
+    pub ratio: Tensor,
+}
+
+/// The PPO loss of one minibatch from the network's `logits` `[M, A]` and `new_value` `[M]`
+/// (CleanRL `ppo_atari.py`): advantages normalized over the minibatch (`--norm-adv`), the
+/// clipped surrogate, the (clipped) value loss, the entropy bonus.
+pub fn minibatch_loss(
+    logits: &Tensor,
+    new_value: &Tensor,
+    t: &Targets,
+    cfg: &PpoConfig,
+    clip_coef: f64,
+) -> MinibatchLoss {
+    let a = &cfg.args;
+    let (new_logprob, entropy) = log_prob_entropy(logits, &t.actions);
+    let logratio = new_logprob - &t.logprobs;
+    let ratio = logratio.exp();
+    let mut adv = t.advantages.shallow_clone();
+    if a.norm_adv {
+        adv = (&adv - adv.mean(Kind::Float)) / (adv.std(true) + 1e-8);
+    }
+    let pg = policy_loss(&adv, &ratio, clip_coef);
+    let vl = value_loss(new_value, &t.values, &t.returns, clip_coef, a.clip_vloss);
+    let ent = entropy.mean(Kind::Float);
+    let loss = &pg - &ent * a.ent_coef + &vl * a.vf_coef;
+    MinibatchLoss {
+        loss,
+        pg,
+        vl,
+        ent,
+        logratio,
+        ratio,
+    }
+}
+
 /// GAE over the rollout, then `update_epochs` passes of shuffled minibatches.
+///
+/// Under MPI (`dist` of more than one rank) each rank updates on minibatches of its own
+/// rollout, and after each backward pass the gradients are averaged across ranks before the
+/// clipping and the Adam step, which are then identical on every rank (CleanRL
+/// `ppo_atari_multigpu.py`; baselines' `MpiAdamOptimizer`). Advantages are normalized per local
+/// minibatch, as CleanRL's multi-GPU script does.
 #[allow(clippy::too_many_arguments)]
 pub fn update(
     model: &ActorCritic,
@@ -93,6 +169,7 @@ pub fn update(
     cfg: &PpoConfig,
     clip_coef: f64,
     device: Device,
+    dist: &Dist,
 ) -> Result<UpdateStats> {
     let a = &cfg.args;
     let values_cpu: Vec<f32> = Vec::try_from(&storage.values.to_device(Device::Cpu).view(-1))?;
@@ -138,6 +215,7 @@ pub fn update(
     let (mut pg_last, mut vl_last, mut ent_last, mut kl_last) = (zero(), zero(), zero(), zero());
     let mut clipfrac_sum = zero();
     let mut taken = 0u32;
+    let mut allreduce_s = 0.0;
     'epochs: for _ in 0..a.update_epochs {
         for minibatch in minibatches(cfg, policy, device) {
             let mb = minibatch.index;
@@ -150,34 +228,32 @@ pub fn update(
                 ),
                 _ => model.forward(&mb_obs),
             };
-            let (new_logprob, entropy) = log_prob_entropy(&logits, &b_actions.index_select(0, &mb));
-            let logratio = new_logprob - b_logprobs.index_select(0, &mb);
-            let ratio = logratio.exp();
+            let l = minibatch_loss(
+                &logits,
+                &new_value,
+                &Targets {
+                    actions: b_actions.index_select(0, &mb),
+                    logprobs: b_logprobs.index_select(0, &mb),
+                    values: b_values.index_select(0, &mb),
+                    advantages: b_adv.index_select(0, &mb),
+                    returns: b_ret.index_select(0, &mb),
+                },
+                cfg,
+                clip_coef,
+            );
             no_grad(|| {
-                kl_last = ((&ratio - 1.0) - &logratio).mean(Kind::Float);
-                clipfrac_sum += (&ratio - 1.0)
+                kl_last = ((&l.ratio - 1.0) - &l.logratio).mean(Kind::Float);
+                clipfrac_sum += (&l.ratio - 1.0)
                     .abs()
                     .gt(clip_coef)
                     .to_kind(Kind::Float)
                     .mean(Kind::Float);
             });
             taken += 1;
-            let mut mb_adv = b_adv.index_select(0, &mb);
-            if a.norm_adv {
-                mb_adv = (&mb_adv - mb_adv.mean(Kind::Float)) / (mb_adv.std(true) + 1e-8);
-            }
-            let pg = policy_loss(&mb_adv, &ratio, clip_coef);
-            let vl = value_loss(
-                &new_value,
-                &b_values.index_select(0, &mb),
-                &b_ret.index_select(0, &mb),
-                clip_coef,
-                a.clip_vloss,
-            );
-            let ent = entropy.mean(Kind::Float);
-            let loss = &pg - &ent * a.ent_coef + &vl * a.vf_coef;
+            let (pg, vl, ent) = (l.pg, l.vl, l.ent);
             zero_grad(&params);
-            loss.backward();
+            l.loss.backward();
+            allreduce_s += dist.average_gradients(&params)?;
             clip_grad_norm(&params, a.max_grad_norm);
             adam.step(&params);
             (pg_last, vl_last, ent_last) = (pg.detach(), vl.detach(), ent.detach());
@@ -193,6 +269,8 @@ pub fn update(
         approx_kl: kl_last.double_value(&[]),
         clipfrac: clipfrac_sum.double_value(&[]) / f64::from(taken.max(1)),
         explained_variance: explained_variance(&values_cpu, &ret),
+        minibatches: taken,
+        allreduce_s,
     };
     Ok(stats)
 }
