@@ -428,3 +428,47 @@ fn lstm_policy_trains_resumes_and_exports_a_recurrent_model() {
     };
     assert_eq!(as_f64(&played["returns"]), as_f64(&eval["returns"]));
 }
+
+/// `train plot RUN --compare OTHER` draws both runs' returns on one chart (RUN's in the first
+/// colour, blue; OTHER's in the second, red), and refuses labels that do not match the runs.
+#[test]
+fn plot_compare_draws_every_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let header = "global_step,episodic_return,episodic_length,pg_loss,v_loss,entropy,approx_kl,\
+                  clipfrac,explained_variance,td_loss,q_values,epsilon,learning_rate,sps";
+    for (name, slope) in [("a", 1.0), ("b", -1.0)] {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let rows: String = (1..=50)
+            .map(|i| {
+                format!(
+                    "{},{},100,,,,,,,,,,0.00025,100\n",
+                    i * 1024,
+                    slope * i as f64
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("metrics.csv"), format!("{header}\n{rows}")).expect("csv");
+    }
+    let png = tmp.path().join("cmp.png");
+    let o = run(Command::new(bin("train"))
+        .arg("plot")
+        .arg(tmp.path().join("a"))
+        .arg("--compare")
+        .arg(tmp.path().join("b"))
+        .args(["--labels", "rising,falling", "--out"])
+        .arg(&png));
+    assert!(o.status.success(), "{:?}", texts(&o));
+    let img = image::open(&png).expect("png").to_rgb8();
+    let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
+    let (blue, red) = (count([0, 0, 255]), count([255, 0, 0]));
+    assert!(blue > 200 && red > 200, "blue {blue}, red {red} pixels");
+
+    let o = run(Command::new(bin("train"))
+        .arg("plot")
+        .arg(tmp.path().join("a"))
+        .arg("--compare")
+        .arg(tmp.path().join("b"))
+        .args(["--labels", "only-one"]));
+    assert_clean_failure(&o, "--labels has 1 labels for 2 runs");
+}

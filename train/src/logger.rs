@@ -322,24 +322,24 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
             "mean raw return, last 100 games",
             text,
             max_x,
-            vec![("return", BLUE, series(|r| r.episodic_return))],
+            vec![("return".into(), BLUE, series(|r| r.episodic_return))],
         )?;
         // DQN's TD loss (~1e-3) would sit flat under Q and epsilon (~1); it stays in the csv.
         let (caption, lines) = if rows.iter().any(|r| r.epsilon.is_some()) {
             (
                 "mean Q(s, a) of sampled transitions, epsilon",
                 vec![
-                    ("q_values", RED, series(|r| r.q_values)),
-                    ("epsilon", MAGENTA, series(|r| r.epsilon)),
+                    ("q_values".into(), RED, series(|r| r.q_values)),
+                    ("epsilon".into(), MAGENTA, series(|r| r.epsilon)),
                 ],
             )
         } else {
             (
                 "losses",
                 vec![
-                    ("pg_loss", RED, series(|r| r.pg_loss)),
-                    ("v_loss", GREEN, series(|r| r.v_loss)),
-                    ("entropy", MAGENTA, series(|r| r.entropy)),
+                    ("pg_loss".into(), RED, series(|r| r.pg_loss)),
+                    ("v_loss".into(), GREEN, series(|r| r.v_loss)),
+                    ("entropy".into(), MAGENTA, series(|r| r.entropy)),
                 ],
             )
         };
@@ -350,7 +350,52 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
     Ok(())
 }
 
-type Line = (&'static str, plotters::style::RGBColor, Vec<(f64, f64)>);
+/// Draws the mean raw return (last 100 games) of several runs, `(label, rows)`, on one chart
+/// into a PNG, up to `max_steps` agent steps when given (the longest run's end otherwise).
+pub fn plot_returns(
+    path: &Path,
+    title: &str,
+    runs: &[(String, Vec<MetricsRow>)],
+    max_steps: Option<u64>,
+) -> Result<()> {
+    use plotters::prelude::*;
+    const COLORS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, RGBColor(255, 140, 0)];
+    let keep = |step: u64| max_steps.is_none_or(|m| step <= m);
+    let lines: Vec<Line> = runs
+        .iter()
+        .zip(COLORS.iter().cycle())
+        .map(|((label, rows), color)| {
+            let points = rows
+                .iter()
+                .filter(|r| keep(r.global_step))
+                .filter_map(|r| Some((r.global_step as f64, r.episodic_return?)))
+                .filter(|p| p.1.is_finite())
+                .collect();
+            (label.clone(), *color, points)
+        })
+        .collect();
+    let max_x = lines
+        .iter()
+        .flat_map(|l| l.2.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (900, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(log_err)?;
+        let text = font_available();
+        let root = if text {
+            root.titled(title, ("sans-serif", 22)).map_err(log_err)?
+        } else {
+            root
+        };
+        panel(&root, "mean raw return, last 100 games", text, max_x, lines)?;
+        root.present().map_err(log_err)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+type Line = (String, plotters::style::RGBColor, Vec<(f64, f64)>);
 
 /// One chart of `lines` against agent steps; text (caption, axes, legend) only when a font
 /// is available.

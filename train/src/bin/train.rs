@@ -9,7 +9,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use cartridge_train::dist::Dist;
 use cartridge_train::dqn::{self, DqnArgs};
-use cartridge_train::logger::{plot_curve, read_metrics};
+use cartridge_train::logger::{plot_curve, plot_returns, read_metrics};
 use cartridge_train::ppo::{self, PpoArgs};
 use cartridge_train::run::Outcome;
 
@@ -32,13 +32,26 @@ enum Command {
     /// Deep Q-Network (Mnih et al. 2015; --double: van Hasselt et al. 2016), CleanRL
     /// dqn_atari.py semantics, with a frame-deduplicating replay memory.
     Dqn(Box<DqnArgs>),
-    /// Redraw RUN/curve.png from RUN/metrics.csv.
+    /// Redraw RUN/curve.png from RUN/metrics.csv; with --compare, draw the returns of RUN and
+    /// other runs on one chart instead.
     Plot {
         /// The run folder.
         run: std::path::PathBuf,
         /// Plot title.
         #[arg(long, default_value = "training curve")]
         title: String,
+        /// Other run folders whose mean return goes on the same chart as RUN's.
+        #[arg(long, num_args = 1..)]
+        compare: Vec<std::path::PathBuf>,
+        /// Legend labels, comma separated, RUN's first [default: the folder names].
+        #[arg(long, value_delimiter = ',', requires = "compare")]
+        labels: Vec<String>,
+        /// With --compare: the PNG to write [default: RUN/compare.png].
+        #[arg(long, requires = "compare")]
+        out: Option<std::path::PathBuf>,
+        /// With --compare: draw up to this many agent steps (e.g. the shortest run's).
+        #[arg(long, requires = "compare")]
+        max_steps: Option<u64>,
     },
 }
 
@@ -128,10 +141,42 @@ fn run(dist: &mut Option<Dist>) -> anyhow::Result<()> {
             args.run.given = given;
             dqn::train(&args)?
         }
-        Command::Plot { run, title } => {
-            let rows = read_metrics(&run.join("metrics.csv"))?;
-            plot_curve(&run.join("curve.png"), &title, &rows)?;
-            println!("wrote {}", run.join("curve.png").display());
+        Command::Plot {
+            run,
+            title,
+            compare,
+            labels,
+            out,
+            max_steps,
+        } => {
+            if compare.is_empty() {
+                let rows = read_metrics(&run.join("metrics.csv"))?;
+                plot_curve(&run.join("curve.png"), &title, &rows)?;
+                println!("wrote {}", run.join("curve.png").display());
+                return Ok(());
+            }
+            let runs: Vec<std::path::PathBuf> =
+                std::iter::once(run.clone()).chain(compare).collect();
+            if !labels.is_empty() && labels.len() != runs.len() {
+                anyhow::bail!(
+                    "--labels has {} labels for {} runs; give one per run, RUN's first",
+                    labels.len(),
+                    runs.len()
+                );
+            }
+            let mut series = Vec::new();
+            for (i, dir) in runs.iter().enumerate() {
+                let label = labels.get(i).cloned().unwrap_or_else(|| {
+                    dir.file_name().map_or_else(
+                        || dir.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    )
+                });
+                series.push((label, read_metrics(&dir.join("metrics.csv"))?));
+            }
+            let path = out.unwrap_or_else(|| run.join("compare.png"));
+            plot_returns(&path, &title, &series, max_steps)?;
+            println!("wrote {}", path.display());
             return Ok(());
         }
     };
