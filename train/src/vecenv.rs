@@ -356,7 +356,8 @@ impl VecEnv {
         std::mem::take(&mut self.busy_s)
     }
 
-    /// Steps every environment with `actions[i]`; returns the N transitions.
+    /// Steps every environment with `actions[i]`, on the workers and this thread; returns the
+    /// N transitions.
     pub fn step(&mut self, actions: &[usize]) -> Result<&[Transition]> {
         if actions.len() != self.n {
             return Err(Error::Config(format!(
@@ -366,7 +367,10 @@ impl VecEnv {
             )));
         }
         self.failure()?;
-        let job = self.start_job(0..self.workers.len(), 0..self.n, actions.to_vec());
+        // The caller steps environments too, so a job of n environments wakes at most n - 1
+        // workers: a single environment (DQN's) is stepped on this thread without a hand-over.
+        let workers = self.workers.len().min(self.n - 1);
+        let job = self.start_job(0..workers, 0..self.n, actions.to_vec());
         self.help(&job);
         self.wait_all()?;
         self.busy_s += std::mem::take(&mut self.job_busy_s);
