@@ -296,12 +296,21 @@ fn font_available() -> bool {
     })
 }
 
-/// Draws return (top) and losses (bottom) against agent steps into a PNG.
-pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
+type Area<'a> =
+    plotters::prelude::DrawingArea<plotters::prelude::BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Draws a titled `size` PNG at `path` with `draw(area, text)` (`text`: a font is available),
+/// through a temporary file renamed when complete.
+fn draw_png(
+    path: &Path,
+    size: (u32, u32),
+    title: &str,
+    draw: impl FnOnce(&Area<'_>, bool) -> Result<()>,
+) -> Result<()> {
     use plotters::prelude::*;
     let tmp = path.with_extension("png.tmp.png");
     {
-        let root = BitMapBackend::new(&tmp, (900, 700)).into_drawing_area();
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(log_err)?;
         let text = font_available();
         let root = if text {
@@ -309,6 +318,17 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
         } else {
             root
         };
+        draw(&root, text)?;
+        root.present().map_err(log_err)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Draws return (top) and losses (bottom) against agent steps into a PNG.
+pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
+    use plotters::prelude::*;
+    draw_png(path, (900, 700), title, |root, text| {
         let (top, bottom) = root.split_vertically(360);
         let max_x = rows.iter().map(|r| r.global_step).max().unwrap_or(1).max(1) as f64;
         let series = |f: fn(&MetricsRow) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -343,11 +363,8 @@ pub fn plot_curve(path: &Path, title: &str, rows: &[MetricsRow]) -> Result<()> {
                 ],
             )
         };
-        panel(&bottom, caption, text, max_x, lines)?;
-        root.present().map_err(log_err)?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        panel(&bottom, caption, text, max_x, lines)
+    })
 }
 
 /// Draws the mean raw return (last 100 games) of several runs, `(label, rows)`, on one chart
@@ -378,21 +395,9 @@ pub fn plot_returns(
         .iter()
         .flat_map(|l| l.2.iter().map(|p| p.0))
         .fold(1.0, f64::max);
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (900, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(log_err)?;
-        let text = font_available();
-        let root = if text {
-            root.titled(title, ("sans-serif", 22)).map_err(log_err)?
-        } else {
-            root
-        };
-        panel(&root, "mean raw return, last 100 games", text, max_x, lines)?;
-        root.present().map_err(log_err)?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    draw_png(path, (900, 420), title, |root, text| {
+        panel(root, "mean raw return, last 100 games", text, max_x, lines)
+    })
 }
 
 type Line = (String, plotters::style::RGBColor, Vec<(f64, f64)>);
