@@ -1,7 +1,8 @@
 //! `mpirun -np 2 train ppo` end to end with Open MPI (`--oversubscribe`: this machine may have
 //! fewer cores than ranks): one run folder with a model that `play` plays, global steps of both
-//! ranks, a resume that needs the same number of ranks, Ctrl-C that saves once with every rank
-//! exiting 0, and a killed rank that ends the run with an error instead of a hang.
+//! ranks, a resume that needs the same number of ranks, the CNN-LSTM policy, Ctrl-C that saves
+//! once with every rank exiting 0, and a killed rank that ends the run with an error instead of
+//! a hang.
 //!
 //! Every iteration of an MPI run also checks that the ranks' parameters are bit-identical
 //! (`Dist::check_params_agree`); a run whose gradients were not averaged fails with an error.
@@ -142,6 +143,35 @@ fn two_ranks_train_one_run_that_play_plays_and_resume_with_two() {
     let (stdout, stderr) = texts(&o);
     assert!(o.status.success(), "{stdout}\n{stderr}");
     assert_eq!(state(&dir)["global_step"], 5120);
+}
+
+#[test]
+fn two_ranks_train_the_lstm_policy_with_identical_parameters() {
+    // The CNN-LSTM's weights are broadcast and its gradients averaged like the CNN's: every
+    // iteration's parameter check (bit-identical on both ranks) would stop the run otherwise.
+    // Each rank's minibatches are whole sequences of its own environments (2 envs, 2
+    // minibatches: one sequence each).
+    let _job = one_job();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("run");
+    let o = run(mpirun(&[])
+        .arg(bin("train"))
+        .args(ppo_args(&dir, "2048"))
+        .args(["--policy", "lstm", "--num-minibatches", "2"])
+        .args(["--eval-episodes", "1"]));
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let s = state(&dir);
+    assert_eq!(s["global_step"], 2048);
+    assert_eq!(s["iterations"], 4);
+    assert_eq!(s["ranks"], 2);
+    let meta = cartridge_tests::onnx_metadata(&dir.join("model.onnx"));
+    assert_eq!(meta["cartridge.arch"], "nature_cnn_lstm");
+    assert_eq!(meta["cartridge.recurrent"], "lstm");
+    let played = summary(&run(Command::new(bin("play"))
+        .arg(dir.join("model.onnx"))
+        .args(["--rom", "pong", "--headless", "--max-frames", "2000"])));
+    assert_eq!(played["episodes"], 1);
 }
 
 #[test]
