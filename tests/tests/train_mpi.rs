@@ -12,7 +12,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cartridge_tests::{assert_clean_failure, bin, interrupt_when, run, summary, texts};
+use cartridge_tests::{
+    assert_clean_failure, bin, interrupt_when, onnx_metadata, run, summary, texts,
+};
 
 /// One MPI job at a time: two ranks per job already fill this machine's cores.
 static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -60,6 +62,31 @@ fn ppo_args(out: &Path, total: &str) -> Vec<String> {
     .collect()
 }
 
+/// `mpirun -np 2 train ppo` of [`ppo_args`] plus `extra` and a one-game evaluation, which must
+/// succeed; returns its stdout and stderr.
+fn train_two_ranks(out: &Path, total: &str, extra: &[&str]) -> (String, String) {
+    let o = run(mpirun(&[])
+        .arg(bin("train"))
+        .args(ppo_args(out, total))
+        .args(extra)
+        .args(["--eval-episodes", "1"]));
+    let (stdout, stderr) = texts(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Checks that `play` plays one game of `model` (cut at 2000 frames).
+fn plays_one_game(model: &Path) {
+    let played = summary(&run(Command::new(bin("play")).arg(model).args([
+        "--rom",
+        "pong",
+        "--headless",
+        "--max-frames",
+        "2000",
+    ])));
+    assert_eq!(played["episodes"], 1);
+}
+
 fn state(dir: &Path) -> serde_json::Value {
     let latest = std::fs::read_to_string(dir.join("checkpoints/latest")).expect("latest");
     let text = std::fs::read_to_string(dir.join("checkpoints").join(latest).join("state.json"))
@@ -72,12 +99,7 @@ fn two_ranks_train_one_run_that_play_plays_and_resume_with_two() {
     let _job = one_job();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("run");
-    let o = run(mpirun(&[])
-        .arg(bin("train"))
-        .args(ppo_args(&dir, "4096"))
-        .args(["--eval-episodes", "1"]));
-    let (stdout, stderr) = texts(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = train_two_ranks(&dir, "4096", &[]);
     // One summary line (rank 0's), one start line naming the ranks.
     assert_eq!(stdout.matches("\"global_step\"").count(), 1, "{stdout}");
     assert!(
@@ -107,15 +129,7 @@ fn two_ranks_train_one_run_that_play_plays_and_resume_with_two() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["run"]);
-    let model = dir.join("model.onnx");
-    let played = summary(&run(Command::new(bin("play")).arg(&model).args([
-        "--rom",
-        "pong",
-        "--headless",
-        "--max-frames",
-        "2000",
-    ])));
-    assert_eq!(played["episodes"], 1);
+    plays_one_game(&dir.join("model.onnx"));
 
     // A resume keeps the number of ranks.
     let o = run(Command::new(bin("train"))
@@ -154,24 +168,20 @@ fn two_ranks_train_the_lstm_policy_with_identical_parameters() {
     let _job = one_job();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("run");
-    let o = run(mpirun(&[])
-        .arg(bin("train"))
-        .args(ppo_args(&dir, "2048"))
-        .args(["--policy", "lstm", "--num-minibatches", "2"])
-        .args(["--eval-episodes", "1"]));
-    let (stdout, stderr) = texts(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    train_two_ranks(
+        &dir,
+        "2048",
+        &["--policy", "lstm", "--num-minibatches", "2"],
+    );
     let s = state(&dir);
     assert_eq!(s["global_step"], 2048);
     assert_eq!(s["iterations"], 4);
     assert_eq!(s["ranks"], 2);
-    let meta = cartridge_tests::onnx_metadata(&dir.join("model.onnx"));
+    let model = dir.join("model.onnx");
+    let meta = onnx_metadata(&model);
     assert_eq!(meta["cartridge.arch"], "nature_cnn_lstm");
     assert_eq!(meta["cartridge.recurrent"], "lstm");
-    let played = summary(&run(Command::new(bin("play"))
-        .arg(dir.join("model.onnx"))
-        .args(["--rom", "pong", "--headless", "--max-frames", "2000"])));
-    assert_eq!(played["episodes"], 1);
+    plays_one_game(&model);
 }
 
 #[test]
