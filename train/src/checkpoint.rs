@@ -46,6 +46,10 @@ pub struct RunState<A> {
     /// The global batch is `ranks * num_envs * num_steps`, so a resume must keep it.
     #[serde(default = "one")]
     pub ranks: u64,
+    /// One entry per process that trained the run (its start and each resume), with the
+    /// run-time settings it trained with; older checkpoints lack it.
+    #[serde(default)]
+    pub history: Vec<Segment>,
     /// The learning arguments (what a resumed run must keep).
     pub args: A,
     /// Checkpoints written before 2026-11-30 kept either counter as `iteration`; [`load`]
@@ -56,6 +60,21 @@ pub struct RunState<A> {
 
 fn one() -> u64 {
     1
+}
+
+/// How one process trained a run: from which agent step, on what and in which precision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Agent step the process started (or resumed) at.
+    pub from_step: u64,
+    /// The device, as libtorch names it (`Cpu`, `Cuda(0)`).
+    pub device: String,
+    /// The trunk's precision: `fp32` or `bf16` ([`crate::precision::Precision`]).
+    pub precision: String,
+    /// libtorch intra-op threads.
+    pub threads: usize,
+    /// MPI ranks.
+    pub ranks: u64,
 }
 
 impl<A> RunState<A> {
@@ -79,6 +98,7 @@ impl<A> RunState<A> {
             train_seconds: 0.0,
             resumes: 0,
             ranks: 1,
+            history: Vec::new(),
             args,
             legacy_iteration: None,
         }

@@ -20,7 +20,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this folder at its saved global step. The saved learning arguments
-    /// are kept; only --device, --threads, --env-threads, --env-groups, --eval-episodes,
+    /// are kept; only --device, --precision, --threads, --env-threads, --env-groups, --eval-episodes,
     /// --save-every and --total-timesteps (to extend the run) may be given, any other flag is
     /// refused.
     #[arg(long)]
@@ -31,6 +31,13 @@ pub struct RunArgs {
     /// Device: auto (CUDA when present), cpu or cuda.
     #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
     pub device: String,
+    /// Arithmetic of the CNN trunk: fp32; bf16 (mixed precision: bfloat16 convolutions and
+    /// products, f32 weights, gradients, optimizer, heads and losses); or auto (bf16 where the
+    /// hardware has native bf16: x86 avx512_bf16 / amx_bf16, CUDA compute capability >= 8.0;
+    /// fp32 elsewhere). Run-time only: checkpoints are f32 either way.
+    #[arg(long, default_value = "fp32", value_parser = ["auto", "fp32", "bf16"])]
+    #[serde(default = "fp32")]
+    pub precision: String,
     /// libtorch intra-op threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -64,9 +71,10 @@ pub struct RunArgs {
 }
 
 /// Flags a resume takes from its command line (clap ids); every other given flag is refused.
-pub const RESUME_FLAGS: [&str; 8] = [
+pub const RESUME_FLAGS: [&str; 9] = [
     "resume",
     "device",
+    "precision",
     "threads",
     "env_threads",
     "env_groups",
@@ -96,6 +104,10 @@ impl RunArgs {
 
 fn one() -> usize {
     1
+}
+
+fn fp32() -> String {
+    "fp32".into()
 }
 
 /// Arguments of one algorithm, holding the shared [`RunArgs`].

@@ -7,7 +7,8 @@
 //! replay memory, targets, agent, the loop). What every run shares: [`config`] (the shared
 //! arguments), [`run`] (start or resume, device, environments, saving and Ctrl-C, export and
 //! evaluation at the end), [`network`] (the Nature CNN trunk), [`vecenv`] (environments),
-//! [`adam`], [`tensors`] (tensor creation on a device), [`seeds`], [`dist`] (MPI ranks),
+//! [`adam`], [`precision`] (fp32 or bf16 mixed precision), [`tensors`] (tensor creation on a
+//! device), [`seeds`], [`dist`] (MPI ranks),
 //! [`checkpoint`]
 //! (save/resume), and [`logger`] (logs; [`tensorboard`] events). The final evaluation of the exported model is
 //! `play`'s own loop, [`cartridge_infer::session`].
@@ -24,6 +25,7 @@ pub mod logger;
 pub mod lstm;
 pub mod network;
 pub mod ppo;
+pub mod precision;
 pub mod run;
 pub mod seeds;
 pub mod tensorboard;

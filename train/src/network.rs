@@ -10,37 +10,83 @@ use cartridge_export::{param_specs, Arch, Tensor as ExportTensor, Tensors};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::precision::Precision;
 use crate::Result;
 
-/// The Nature CNN trunk (Mnih et al. 2015): `[B, in_channels, 84, 84]` f32 in [0, 1] ->
-/// `[B, 512]` features, with layers named `network.0`, `network.2`, `network.4`, `network.7`
-/// under `net` (the indices of CleanRL's `nn.Sequential`). `in_channels` is the policy's frame
-/// stack ([`cartridge_export::Policy::frame_stack`]: 4 for the CNN, 1 for the CNN-LSTM).
-/// Weights get tch's default init (PyTorch's Kaiming-uniform rule); callers overwrite it where
-/// CleanRL does.
-pub(crate) fn nature_trunk(net: &nn::Path, in_channels: usize) -> nn::Sequential {
-    let conv = |i: &str, c_in, c_out, k, s| {
-        nn::conv2d(
-            net / i,
-            c_in,
-            c_out,
-            k,
-            nn::ConvConfig {
-                stride: s,
-                ..Default::default()
-            },
-        )
-    };
-    nn::seq()
-        .add(conv("0", in_channels as i64, 32, 8, 4))
-        .add_fn(|x| x.relu())
-        .add(conv("2", 32, 64, 4, 2))
-        .add_fn(|x| x.relu())
-        .add(conv("4", 64, 64, 3, 1))
-        .add_fn(|x| x.relu())
-        .add_fn(|x| x.flatten(1, -1))
-        .add(nn::linear(net / "7", 64 * 7 * 7, 512, Default::default()))
-        .add_fn(|x| x.relu())
+/// Layer strides of the Nature CNN (Mnih et al. 2015): 8x8 stride 4, 4x4 stride 2, 3x3 stride 1.
+const STRIDES: [i64; 3] = [4, 2, 1];
+
+/// The Nature CNN trunk (Mnih et al. 2015): observations u8 `[B, in_channels, 84, 84]` ->
+/// features f32 `[B, 512]`, with layers named `network.0`, `network.2`, `network.4`,
+/// `network.7` under `net` (the indices of CleanRL's `nn.Sequential`). `in_channels` is the
+/// policy's frame stack ([`cartridge_export::Policy::frame_stack`]: 4 for the CNN, 1 for the
+/// CNN-LSTM). Weights get tch's default init (PyTorch's Kaiming-uniform rule); callers
+/// overwrite it where CleanRL does.
+///
+/// The parameters are f32. [`NatureTrunk::forward`] computes in the [`Precision`] it is
+/// given: in bf16 it casts the scaled input and the weights to bfloat16 before each
+/// convolution and product (autograd casts the gradients back, so the parameters' gradients
+/// are f32) and returns f32 features, as `torch.autocast(dtype=torch.bfloat16)` does for
+/// these layers. Both precisions run the convolutions in channels-last (NHWC) memory order
+/// ([`channels_last`]); the values are the same as in NCHW order.
+#[derive(Debug)]
+pub(crate) struct NatureTrunk {
+    convs: [nn::Conv2D; 3],
+    fc: nn::Linear,
+}
+
+impl NatureTrunk {
+    /// The trunk's parameters under `net`.
+    pub(crate) fn new(net: &nn::Path, in_channels: usize) -> Self {
+        let conv = |i: &str, c_in, c_out, k, s| {
+            nn::conv2d(
+                net / i,
+                c_in,
+                c_out,
+                k,
+                nn::ConvConfig {
+                    stride: s,
+                    ..Default::default()
+                },
+            )
+        };
+        Self {
+            convs: [
+                conv("0", in_channels as i64, 32, 8, STRIDES[0]),
+                conv("2", 32, 64, 4, STRIDES[1]),
+                conv("4", 64, 64, 3, STRIDES[2]),
+            ],
+            fc: nn::linear(net / "7", 64 * 7 * 7, 512, Default::default()),
+        }
+    }
+
+    /// Features f32 `[B, 512]` of observations u8 `[B, in_channels, 84, 84]`: scaled by
+    /// 1/255 in f32, then conv-ReLU x 3, flatten (C, H, W order), linear, ReLU, computed in
+    /// `precision`.
+    pub(crate) fn forward(&self, obs: &Tensor, precision: Precision) -> Tensor {
+        let kind = precision.compute_kind();
+        let mut x = (channels_last(obs).to_kind(Kind::Float) / 255.0).to_kind(kind);
+        for (conv, stride) in self.convs.iter().zip(STRIDES) {
+            let w = channels_last(&conv.ws.to_kind(kind));
+            let b = conv.bs.as_ref().map(|b| b.to_kind(kind));
+            x = x
+                .conv2d(&w, b.as_ref(), [stride, stride], [0, 0], [1, 1], 1)
+                .relu();
+        }
+        let b = self.fc.bs.as_ref().map(|b| b.to_kind(kind));
+        x.flatten(1, -1)
+            .linear(&self.fc.ws.to_kind(kind), b.as_ref())
+            .relu()
+            .to_kind(Kind::Float)
+    }
+}
+
+/// `x` (`[N, C, H, W]`) with channels-last strides: the same values, stored NHWC. libtorch's
+/// oneDNN convolutions take the NHWC path for such tensors and return NHWC outputs; measured
+/// on the 2-core AVX2 VM with PyTorch (scripts/torch-floor.py, fp32), it makes a PPO
+/// iteration's compute 1.3x faster (docs/PRECISION.md).
+pub(crate) fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// The parameters of `vs` in [`param_specs`] order of the network `arch`.

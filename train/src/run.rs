@@ -15,10 +15,11 @@ use cartridge_infer::rom::Rom;
 use cartridge_infer::session::{evaluate, Evaluation};
 use tch::Device;
 
-use crate::checkpoint::{self, Loaded, RunState};
+use crate::checkpoint::{self, Loaded, RunState, Segment};
 use crate::config::{AlgoArgs, RunArgs, RESUME_FLAGS};
 use crate::dist::Interrupt;
 use crate::logger::RunLog;
+use crate::precision::{pick_precision, Bf16Support, Precision, PrecisionChoice};
 use crate::seeds::RunSeeds;
 use crate::vecenv::{AtariTrainEnv, VecEnv};
 use crate::{Error, Result};
@@ -167,8 +168,8 @@ pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
             {
                 return Err(Error::Config(format!(
                     "--{} cannot be given with --resume: a resumed run keeps its saved learning \
-                     arguments (see {}); only --device, --threads, --env-threads, --env-groups, \
-                     --eval-episodes, --save-every and --total-timesteps may change. Drop it, or \
+                     arguments (see {}); only --device, --precision, --threads, --env-threads, \
+                     --env-groups, --eval-episodes, --save-every and --total-timesteps may change. Drop it, or \
                      start a new run with --out",
                     flag.replace('_', "-"),
                     checkpoint::checkpoints_dir(dir).join("latest").display()
@@ -189,6 +190,7 @@ pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
             }
             let saved = a.run_mut();
             saved.device.clone_from(&run.device);
+            saved.precision.clone_from(&run.precision);
             saved.threads = run.threads;
             saved.env_threads = run.env_threads;
             saved.env_groups = run.env_groups;
@@ -245,6 +247,33 @@ pub(crate) fn setup_torch(run: &RunArgs) -> Result<DeviceChoice> {
     }
     tch::set_num_threads(run.threads.unwrap_or_else(cores).max(1) as i32);
     Ok(choice)
+}
+
+/// The precision `run`'s `--precision` asks for on `device` ([`pick_precision`]), its
+/// warning (bf16 without native hardware support) printed to stderr.
+pub(crate) fn setup_precision(run: &RunArgs, device: Device) -> Result<PrecisionChoice> {
+    let choice = pick_precision(&run.precision, &Bf16Support::probe(device))?;
+    if let Some(w) = &choice.warning {
+        eprintln!("warning: {w}");
+    }
+    Ok(choice)
+}
+
+/// Records in `state` that this process trains the run from its current step on `device` in
+/// `precision`.
+pub(crate) fn record_segment<A>(
+    state: &mut RunState<A>,
+    device: Device,
+    precision: Precision,
+    ranks: u64,
+) {
+    state.history.push(Segment {
+        from_step: state.global_step,
+        device: format!("{device:?}"),
+        precision: precision.to_string(),
+        threads: tch::get_num_threads().max(1) as usize,
+        ranks,
+    });
 }
 
 /// `num_envs` training environments (fresh games on every (re)start, seeded per env and per

@@ -16,6 +16,7 @@ use cartridge_train::dqn::{DqnArgs, DqnConfig};
 use cartridge_train::ppo::ActorCritic;
 use cartridge_train::ppo::{rollout, update, Storage, Timings};
 use cartridge_train::ppo::{PpoArgs, PpoConfig};
+use cartridge_train::precision::Precision;
 use cartridge_train::vecenv::{Environment, Episode, Transition, VecEnv};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
@@ -371,17 +372,24 @@ impl Environment for Corridor {
 
 #[test]
 fn ppo_walks_past_the_pit_to_the_late_reward() {
-    walk_past_the_pit(1);
+    walk_past_the_pit(1, Precision::Fp32);
+}
+
+/// The same in bf16 mixed precision (`--precision bf16`): the trunk's bfloat16 arithmetic
+/// must not stop PPO from learning it.
+#[test]
+fn ppo_walks_past_the_pit_in_bf16() {
+    walk_past_the_pit(1, Precision::Bf16);
 }
 
 /// The same with the rollout pipelined in two environment groups (`--env-groups 2`): each
 /// group's rewards, dones and bootstraps must land in its own slots for GAE to learn this.
 #[test]
 fn ppo_walks_past_the_pit_with_a_pipelined_rollout() {
-    walk_past_the_pit(2);
+    walk_past_the_pit(2, Precision::Fp32);
 }
 
-fn walk_past_the_pit(groups: usize) {
+fn walk_past_the_pit(groups: usize, precision: Precision) {
     // Learning the corridor needs GAE to stop at episode ends and no bootstrap from a
     // terminated step: a learner that carries value across the pit's termination prefers the
     // pit (see PIT). Passing needs >= 90% of the last 64 games to reach the goal and a greedy
@@ -403,7 +411,8 @@ fn walk_past_the_pit(groups: usize) {
     let cfg = PpoConfig::from_args(&args).expect("config");
     let envs: Vec<Corridor> = (0..8).map(|_| Corridor { p: 0, t: 0 }).collect();
     let mut envs = VecEnv::new(envs, 2).expect("envs").with_groups(groups);
-    let model = ActorCritic::new(Device::Cpu, 2, 1).expect("model");
+    let mut model = ActorCritic::new(Device::Cpu, 2, 1).expect("model");
+    model.set_precision(precision);
     let mut storage = Storage::new(32, 8, Device::Cpu);
     let started = std::time::Instant::now();
     let goal_rate = |r: &[f64]| {
@@ -426,7 +435,7 @@ fn walk_past_the_pit(groups: usize) {
         .filter(|&&x| x == PIT as f64)
         .count();
     eprintln!(
-        "corridor ({groups} groups): goal in {:.0}% of the last 64 games ({pits} pits), greedy start action \
+        "corridor ({groups} groups, {precision}): goal in {:.0}% of the last 64 games ({pits} pits), greedy start action \
          {greedy}, after {} games, {:.1} s",
         100.0 * rate,
         recent.len(),

@@ -13,6 +13,7 @@ use super::replay::{Batch, ReplayMemory};
 use super::targets::{td_loss, td_target};
 use super::{DqnArgs, DqnConfig};
 use crate::adam::{clip_grad_norm, zero_grad, Adam};
+use crate::precision::Precision;
 use crate::tensors::{self, Uploader, OBS_DIMS};
 use crate::vecenv::{Episode, VecEnv};
 use crate::Result;
@@ -74,6 +75,12 @@ impl DqnAgent {
             q_sum: zero(),
             steps_summed: 0,
         })
+    }
+
+    /// Computes both networks' trunks in `precision` ([`crate::network::NatureTrunk`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.online.set_precision(precision);
+        self.target.set_precision(precision);
     }
 
     /// Greedy actions `argmax_a Q(obs, a)` for observations u8 `[N, 4, 84, 84]`.

@@ -22,6 +22,8 @@ const BENCH_TRAIN_STEPS: u64 = 4000;
 pub struct DqnBenchReport {
     /// Device used.
     pub device: String,
+    /// The trunk's precision (`fp32`, `bf16`).
+    pub precision: String,
     /// Environments.
     pub num_envs: usize,
     /// libtorch intra-op threads.
@@ -78,6 +80,7 @@ pub(crate) fn bench(
     let train_s = t1.elapsed().as_secs_f64();
     Ok(DqnBenchReport {
         device: format!("{device:?}"),
+        precision: agent.online.precision().to_string(),
         num_envs: a.num_envs,
         torch_threads: tch::get_num_threads(),
         buffer_size: a.buffer_size,

@@ -48,8 +48,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkpoint::{self, RunState, Snapshot};
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
-    bench_json, check_actions, finish, make_envs, metadata, setup_torch, start, Outcome, Saver,
-    Start,
+    bench_json, check_actions, finish, make_envs, metadata, record_segment, setup_precision,
+    setup_torch, start, Outcome, Saver, Start,
 };
 use crate::seeds::RunSeeds;
 use crate::{Error, Result};
@@ -78,6 +78,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     check_memory(a)?;
     let choice = setup_torch(&a.run)?;
     let device = choice.device;
+    let precision = setup_precision(&a.run, device)?;
     let rom = RomSearch::default().resolve(&a.run.rom)?;
     let (mut envs, actions, env_threads) = make_envs(
         &rom,
@@ -91,6 +92,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     )?;
 
     let mut agent = DqnAgent::new(&cfg, actions.len(), device)?;
+    agent.set_precision(precision.precision);
     let mut replay = ReplayMemory::new(a.buffer_size, a.num_envs)?;
     // Steps to collect in this process before training resumes (a run resumed without its
     // replay memory refills it first, as at the start of a run).
@@ -118,16 +120,19 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
         return Ok(Outcome::Bench(bench_json(&report)?));
     }
 
+    record_segment(&mut state, device, precision.precision, 1);
     let mut log = RunLog::open(
         &out,
         a.total_timesteps,
         loaded.as_ref().map(|l| l.state.global_step),
     )?;
     log.println(format!(
-        "train dqn: {} on {device:?} ({}), {} envs on {env_threads} threads, {} steps, replay {} \
-         transitions{}{}",
+        "train dqn: {} on {device:?} ({}), {} ({}), {} envs on {env_threads} threads, {} steps, \
+         replay {} transitions{}{}",
         rom.game,
         choice.reason,
+        precision.precision,
+        precision.reason,
         a.num_envs,
         a.total_timesteps,
         a.buffer_size,

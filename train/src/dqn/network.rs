@@ -2,9 +2,10 @@
 
 use cartridge_export::{Algo, Arch, Policy, Tensors};
 use tch::nn::{self, Module};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use crate::network::{load_into, nature_trunk, params_of, tensors_of};
+use crate::network::{load_into, params_of, tensors_of, NatureTrunk};
+use crate::precision::Precision;
 use crate::Result;
 
 /// The DQN Q-network: the Nature CNN trunk and a linear head `network.9` `[A, 512]`, as
@@ -16,9 +17,10 @@ use crate::Result;
 pub struct QNetwork {
     /// The parameters, named `network.0.weight`, ..., `network.9.bias`.
     pub vs: nn::VarStore,
-    trunk: nn::Sequential,
+    trunk: NatureTrunk,
     head: nn::Linear,
     n_actions: usize,
+    precision: Precision,
 }
 
 impl QNetwork {
@@ -26,13 +28,14 @@ impl QNetwork {
     pub fn new(device: Device, n_actions: usize, seed: u64) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let net = vs.root() / "network";
-        let trunk = nature_trunk(&net, Policy::Cnn.frame_stack());
+        let trunk = NatureTrunk::new(&net, Policy::Cnn.frame_stack());
         let head = nn::linear(&net / "9", 512, n_actions as i64, Default::default());
         let mut me = Self {
             vs,
             trunk,
             head,
             n_actions,
+            precision: Precision::Fp32,
         };
         me.load(&cartridge_export::torch_default_init(
             Algo::Dqn,
@@ -47,15 +50,26 @@ impl QNetwork {
         self.n_actions
     }
 
-    /// `Q(obs, ·)` `[B, A]` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here).
+    /// What the trunk computes in (f32 when built).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Computes the trunk in `precision` from now on ([`NatureTrunk`]); the parameters stay
+    /// f32 and the head computes in f32.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    /// `Q(obs, ·)` f32 `[B, A]` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here),
+    /// the trunk computed in the network's precision.
     pub fn forward(&self, obs: &Tensor) -> Tensor {
         debug_assert_eq!(
             obs.device(),
             self.vs.device(),
             "observations on another device"
         );
-        let x = obs.to_kind(Kind::Float) / 255.0;
-        self.head.forward(&self.trunk.forward(&x))
+        self.head.forward(&self.trunk.forward(obs, self.precision))
     }
 
     /// The trainable parameters in [`param_specs`] order.
@@ -94,6 +108,7 @@ impl QNetwork {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn q_network_init_is_torch_default_from_the_seed_without_reseeding_libtorch() {

@@ -17,6 +17,8 @@ const MEASURED: u64 = 3;
 pub struct BenchReport {
     /// Device used.
     pub device: String,
+    /// The trunk's precision (`fp32`, `bf16`).
+    pub precision: String,
     /// Environments.
     pub num_envs: usize,
     /// Environment worker threads.
@@ -38,6 +40,9 @@ pub struct BenchReport {
     /// Milliseconds per minibatch averaging the gradients across ranks (rank 0's; 0 in a
     /// single process).
     pub allreduce_ms_per_minibatch: f64,
+    /// The largest `max |ratio - 1|` on an update's first minibatch over the measured
+    /// iterations ([`crate::ppo::update::UpdateStats::first_ratio_drift`]).
+    pub first_ratio_drift: f64,
     /// Seconds per iteration stepping environments.
     pub env_s: f64,
     /// Of `env_s`, the stepping on the critical path (per step, the longest time one thread
@@ -60,6 +65,7 @@ pub fn run(
     let started = Instant::now();
     let mut total = Timings::default();
     let (mut allreduce_s, mut minibatches) = (0.0, 0u32);
+    let mut first_ratio_drift = 0f64;
     for iteration in first + 1..=first + MEASURED {
         let it = learner.iteration(iteration, dist)?;
         let t = it.timings;
@@ -69,6 +75,7 @@ pub fn run(
         total.update_s += t.update_s;
         allreduce_s += it.stats.allreduce_s;
         minibatches += it.stats.minibatches;
+        first_ratio_drift = first_ratio_drift.max(it.stats.first_ratio_drift);
     }
     let steps = MEASURED * learner.cfg.batch_size as u64;
     let steps_per_s = steps as f64 / started.elapsed().as_secs_f64();
@@ -76,6 +83,7 @@ pub fn run(
     let per = |s: f64| s / MEASURED as f64;
     Ok(BenchReport {
         device: format!("{:?}", learner.device),
+        precision: learner.model.precision().to_string(),
         num_envs: learner.cfg.args.num_envs,
         env_threads,
         env_groups: learner.envs.groups(),
@@ -86,6 +94,7 @@ pub fn run(
         total_steps_per_s: rank_steps_per_s.iter().sum(),
         rank_steps_per_s,
         allreduce_ms_per_minibatch: 1e3 * allreduce_s / f64::from(minibatches.max(1)),
+        first_ratio_drift,
         env_s: per(total.env_s),
         env_busy_s: per(total.env_busy_s),
         inference_s: per(total.inference_s),

@@ -58,8 +58,8 @@ use crate::checkpoint::{self, RunState, Snapshot};
 use crate::dist::Dist;
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
-    bench_json, check_actions, finish, install_handler, make_envs, metadata, set_pending_save,
-    setup_torch, start, Outcome, PendingSave, Saver, Start,
+    bench_json, check_actions, finish, install_handler, make_envs, metadata, record_segment,
+    set_pending_save, setup_precision, setup_torch, start, Outcome, PendingSave, Saver, Start,
 };
 use crate::seeds::RunSeeds;
 use crate::vecenv::{Episode, VecEnv};
@@ -209,6 +209,7 @@ pub fn train_with(args: &PpoArgs, dist: &Dist) -> Result<Outcome> {
         choice.device = Device::Cuda(dist.local_rank() % gpus);
     }
     let device = choice.device;
+    let precision = setup_precision(&run, device)?;
     let rom = RomSearch::default().resolve(&run.rom)?;
     let num_envs = cfg.args.num_envs;
     let seeds = RunSeeds {
@@ -219,6 +220,7 @@ pub fn train_with(args: &PpoArgs, dist: &Dist) -> Result<Outcome> {
     let (envs, actions, env_threads) = make_envs(&rom, &run, num_envs, seeds)?;
 
     let mut model = ActorCritic::with_policy(cfg.args.policy, device, actions.len(), run.seed)?;
+    model.set_precision(precision.precision);
     let mut adam = Adam::new(&model.params(), cfg.args.learning_rate, cfg.args.adam_eps);
     if let Some(l) = &loaded {
         check_actions(l, &rom, &actions)?;
@@ -241,6 +243,7 @@ pub fn train_with(args: &PpoArgs, dist: &Dist) -> Result<Outcome> {
         return Ok(Outcome::Bench(bench_json(&report)?));
     }
 
+    record_segment(&mut state, device, precision.precision, ranks);
     install_handler(dist.interrupt());
     let num_iterations = learner.cfg.num_iterations;
     let mut log = match dist.is_root() {
@@ -253,10 +256,12 @@ pub fn train_with(args: &PpoArgs, dist: &Dist) -> Result<Outcome> {
     };
     if let Some(log) = &log {
         log.println(format!(
-            "train ppo: {} on {device:?} ({}), {num_envs} envs on {env_threads} threads{}, \
-             {num_iterations} iterations of {global_batch} steps{}",
+            "train ppo: {} on {device:?} ({}), {} ({}), {num_envs} envs on {env_threads} \
+             threads{}, {num_iterations} iterations of {global_batch} steps{}",
             rom.game,
             choice.reason,
+            precision.precision,
+            precision.reason,
             if ranks > 1 {
                 format!(" on each of {ranks} MPI ranks")
             } else {

@@ -13,10 +13,11 @@
 
 use cartridge_export::{Algo, Arch, Policy, Tensors};
 use tch::nn::{self, Module};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::lstm::{LstmCore, LstmState};
-use crate::network::{load_into, nature_trunk, params_of, tensors_of};
+use crate::network::{load_into, params_of, tensors_of, NatureTrunk};
+use crate::precision::Precision;
 use crate::Result;
 
 /// The PPO network on a device: the Nature CNN actor-critic, or (with [`Policy::Lstm`]) the
@@ -25,12 +26,13 @@ use crate::Result;
 pub struct ActorCritic {
     /// The parameters, named `network.0.weight`, ..., (`lstm.*`), `actor.*`, `critic.*`.
     pub vs: nn::VarStore,
-    trunk: nn::Sequential,
+    trunk: NatureTrunk,
     lstm: Option<LstmCore>,
     actor: nn::Linear,
     critic: nn::Linear,
     n_actions: usize,
     policy: Policy,
+    precision: Precision,
 }
 
 impl ActorCritic {
@@ -50,7 +52,7 @@ impl ActorCritic {
         let arch = Arch::new(Algo::Ppo, policy)?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let trunk = nature_trunk(&(&root / "network"), policy.frame_stack());
+        let trunk = NatureTrunk::new(&(&root / "network"), policy.frame_stack());
         let features = cartridge_export::arch::FEATURES as i64;
         let lstm = policy
             .hidden_size()
@@ -71,6 +73,7 @@ impl ActorCritic {
             critic,
             n_actions,
             policy,
+            precision: Precision::Fp32,
         };
         me.load(&cartridge_export::random_init(arch, n_actions, seed))?;
         Ok(me)
@@ -79,6 +82,17 @@ impl ActorCritic {
     /// Number of actions.
     pub fn n_actions(&self) -> usize {
         self.n_actions
+    }
+
+    /// What the trunk computes in (f32 when built; [`Self::set_precision`] changes it).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Computes the trunk in `precision` from now on ([`NatureTrunk`]); the parameters stay
+    /// f32, the heads and the LSTM compute in f32.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 
     /// The trunk: [`Policy::Cnn`] or [`Policy::Lstm`].
@@ -107,7 +121,8 @@ impl ActorCritic {
             .map(|l| LstmState::zeros(batch, l.hidden(), self.vs.device()))
     }
 
-    /// Trunk features `[B, 512]` of observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here).
+    /// Trunk features f32 `[B, 512]` of observations u8 `[B, 4, 84, 84]` (scaled by 1/255
+    /// here), computed in [`Self::precision`].
     /// The CNN reads the whole stack; the CNN-LSTM only the newest frame (FrameStack 1's
     /// observation; an observation that already has one frame is read as it is).
     pub fn features(&self, obs: &Tensor) -> Tensor {
@@ -123,8 +138,7 @@ impl ActorCritic {
         } else {
             obs.shallow_clone()
         };
-        let x = obs.to_kind(Kind::Float) / 255.0;
-        self.trunk.forward(&x)
+        self.trunk.forward(&obs, self.precision)
     }
 
     /// `(logits [B, A], value [B])` from the heads' input `[B, 512]` (CNN features) or
@@ -220,6 +234,7 @@ impl ActorCritic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn init_statistics_follow_cleanrl_layer_init() {

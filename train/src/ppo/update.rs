@@ -31,6 +31,10 @@ pub struct UpdateStats {
     pub clipfrac: f64,
     /// Of the value predictions on the batch.
     pub explained_variance: f64,
+    /// `max |ratio - 1|` on the first minibatch of the first epoch, where the network still
+    /// has the rollout's weights: how far the update's forward pass (a minibatch) drifts from
+    /// the rollout's (batches of `num_envs`). About 1e-7 in fp32.
+    pub first_ratio_drift: f64,
     /// Minibatch updates taken.
     pub minibatches: u32,
     /// Seconds spent averaging gradients across MPI ranks (0 in a single process).
@@ -214,6 +218,7 @@ pub fn update(
     let zero = || tensors::zeros(&[], Kind::Float, device);
     let (mut pg_last, mut vl_last, mut ent_last, mut kl_last) = (zero(), zero(), zero(), zero());
     let mut clipfrac_sum = zero();
+    let mut first_drift = zero();
     let mut taken = 0u32;
     let mut allreduce_s = 0.0;
     'epochs: for _ in 0..a.update_epochs {
@@ -242,6 +247,9 @@ pub fn update(
                 clip_coef,
             );
             no_grad(|| {
+                if taken == 0 {
+                    first_drift = (&l.ratio - 1.0).abs().max();
+                }
                 kl_last = ((&l.ratio - 1.0) - &l.logratio).mean(Kind::Float);
                 clipfrac_sum += (&l.ratio - 1.0)
                     .abs()
@@ -268,6 +276,7 @@ pub fn update(
         entropy: ent_last.double_value(&[]),
         approx_kl: kl_last.double_value(&[]),
         clipfrac: clipfrac_sum.double_value(&[]) / f64::from(taken.max(1)),
+        first_ratio_drift: first_drift.double_value(&[]),
         explained_variance: explained_variance(&values_cpu, &ret),
         minibatches: taken,
         allreduce_s,
