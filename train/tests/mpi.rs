@@ -15,7 +15,7 @@ use std::process::Command;
 
 use cartridge_train::adam::Adam;
 use cartridge_train::dist::{launched_by_mpi, params_hash, Dist};
-use cartridge_train::ppo::update::{minibatch_loss, Targets};
+use cartridge_train::ppo::update::{minibatch_loss, stop_epochs, Targets};
 use cartridge_train::ppo::{rollout, update, ActorCritic, PpoArgs, PpoConfig, Storage, Timings};
 use cartridge_train::vecenv::{Environment, Transition, VecEnv};
 use clap::Parser;
@@ -278,6 +278,37 @@ fn rank_two_iterations() {
         )
         .expect("update");
         println!("rank {rank} iteration {it} {:016x}", hash(&params));
+    }
+}
+
+/// Runs under `mpirun -np 2` only: `--target-kl` decisions of two ranks whose own approx_kl
+/// straddle the threshold (rank 0 0.03, rank 1 0.001; mean 0.0155).
+#[test]
+#[ignore = "run by mpirun_ranks_stop_the_epochs_together under mpirun"]
+fn rank_target_kl() {
+    assert!(launched_by_mpi(), "run me under mpirun -np 2");
+    let dist = Dist::from_env().expect("MPI");
+    let local = [0.03, 0.001][dist.rank()];
+    for target in [0.01, 0.02] {
+        let stop = stop_epochs(local, Some(target), &dist);
+        println!("rank {} target {target} stop {stop}", dist.rank());
+    }
+    assert!(
+        !stop_epochs(local, None, &dist),
+        "no --target-kl: never stop"
+    );
+}
+
+#[test]
+fn mpirun_ranks_stop_the_epochs_together() {
+    let text = on_two_ranks("rank_target_kl");
+    // Each rank on its own approx_kl would disagree at 0.01 and at 0.02 (rank 0 stops, rank 1
+    // does not): both decide on the mean, 0.0155, which is above 0.01 and below 0.02.
+    for (target, stop) in [("0.01", true), ("0.02", false)] {
+        for rank in 0..2 {
+            let line = format!("rank {rank} target {target} stop {stop}");
+            assert!(text.contains(&line), "missing `{line}`: {text}");
+        }
     }
 }
 

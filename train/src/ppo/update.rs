@@ -157,6 +157,21 @@ pub fn minibatch_loss(
     }
 }
 
+/// Whether `--target-kl` stops the epochs: the last minibatch's `approx_kl`, averaged over
+/// the MPI ranks, exceeds `target_kl` (Spinning Up's early stopping; CleanRL `ppo_atari.py`
+/// breaks on its own `approx_kl > target_kl`). Deciding on the average makes every rank stop at
+/// the same epoch, as it must: a rank that left the loop alone would leave the others waiting
+/// in the next minibatch's gradient all-reduce. One all-reduce of one value under MPI; the
+/// local value in a single process.
+pub fn stop_epochs(local_kl: f64, target_kl: Option<f64>, dist: &Dist) -> bool {
+    let Some(target) = target_kl else {
+        return false;
+    };
+    let mut kl = [local_kl as f32];
+    dist.mean_in_place(&mut kl);
+    f64::from(kl[0]) > target
+}
+
 /// GAE over the rollout, then `update_epochs` passes of shuffled minibatches.
 ///
 /// Under MPI (`dist` of more than one rank) each rank updates on minibatches of its own
@@ -266,7 +281,7 @@ pub fn update(
             adam.step(&params);
             (pg_last, vl_last, ent_last) = (pg.detach(), vl.detach(), ent.detach());
         }
-        if a.target_kl.is_some_and(|k| kl_last.double_value(&[]) > k) {
+        if a.target_kl.is_some() && stop_epochs(kl_last.double_value(&[]), a.target_kl, dist) {
             break 'epochs;
         }
     }
