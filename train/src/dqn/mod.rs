@@ -45,7 +45,7 @@ use cartridge_infer::rom::{Rom, RomSearch};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkpoint::{self, RunState, Snapshot};
+use crate::checkpoint::{self, Loaded, RunState, Snapshot};
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
     bench_json, check_actions, finish, make_envs, metadata, record_segment, setup_precision,
@@ -99,13 +99,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     let mut refill = 0;
     if let Some(l) = &loaded {
         check_actions(l, &rom, &actions)?;
-        agent.online.load(&l.model.tensors)?;
-        let target = l.target.as_ref().ok_or_else(|| Error::Resume {
-            path: l.dir.clone(),
-            reason: "no target.safetensors; is this a `train dqn` run?".into(),
-        })?;
-        agent.target.load(target)?;
-        checkpoint::restore_adam(&mut agent.adam, l, Algo::Dqn.into())?;
+        restore(&mut agent, l)?;
         match l.replay_path() {
             Some(p) => {
                 replay.load(&p)?;
@@ -216,6 +210,18 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     finish(out, &rom, &a.run, &ckpt, state.global_step)
 }
 
+/// Puts a checkpoint's online network, target network and Adam state (moments and step)
+/// into `agent`, so a resumed run continues from exactly what [`save`] wrote.
+fn restore(agent: &mut DqnAgent, l: &Loaded<DqnArgs>) -> Result<()> {
+    agent.online.load(&l.model.tensors)?;
+    let target = l.target.as_ref().ok_or_else(|| Error::Resume {
+        path: l.dir.clone(),
+        reason: "no target.safetensors; is this a `train dqn` run?".into(),
+    })?;
+    agent.target.load(target)?;
+    checkpoint::restore_adam(&mut agent.adam, l, Algo::Dqn.into())
+}
+
 fn save(
     out: &Path,
     agent: &DqnAgent,
@@ -239,4 +245,101 @@ fn save(
     };
     checkpoint::save(out, &snap, state)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adam::zero_grad;
+    use crate::ppo::tests::bits;
+    use clap::Parser;
+    use tch::{Device, Kind, Tensor};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dqn: DqnArgs,
+    }
+
+    fn parse(extra: &[&str]) -> DqnArgs {
+        Cli::parse_from(std::iter::once("train").chain(extra.iter().copied())).dqn
+    }
+
+    #[test]
+    fn resume_restores_both_networks_adam_counters_and_epsilon_bit_for_bit() {
+        tch::manual_seed(5);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let rom = RomSearch::default().resolve("pong").expect("rom");
+        let actions = [0, 1, 3, 4, 11, 12];
+        let args = parse(&["--total-timesteps", "100000", "--buffer-size", "1000"]);
+        let cfg = DqnConfig::from_args(&args).expect("cfg");
+        let mut agent = DqnAgent::new(&cfg, 6, Device::Cpu).expect("agent");
+        let params = agent.online.params();
+        for _ in 0..3 {
+            zero_grad(&params);
+            let obs = Tensor::randint(256, [4, 4, 84, 84], (Kind::Uint8, Device::Cpu));
+            agent
+                .online
+                .forward(&obs)
+                .square()
+                .sum(Kind::Float)
+                .backward();
+            agent.adam.step(&params);
+        }
+        // A target between the initial and the current online weights: neither equals it.
+        agent.update_target(0.5);
+        let target = agent.target.params();
+        let replay = ReplayMemory::new(1000, 1).expect("replay");
+        let mut state = RunState::new(args.clone());
+        (state.global_step, state.gradient_steps, state.episodes) = (6000, 250, 3);
+        save(tmp.path(), &agent, &replay, &state, &rom, &actions).expect("save");
+
+        let mut resume = parse(&["--resume", &tmp.path().display().to_string()]);
+        resume.run.given = vec!["resume".into()];
+        let Start {
+            args: resumed,
+            loaded,
+            state: s,
+            ..
+        } = start(&resume).expect("start");
+        let loaded = loaded.expect("a checkpoint");
+        assert_eq!(
+            (s.global_step, s.gradient_steps, s.episodes, s.resumes),
+            (6000, 250, 3, 1)
+        );
+        // Epsilon continues from step 6000 of its 10,000-step decay (exploration_fraction
+        // 0.1 of 100,000): 1 - 0.99 * 0.6 = 0.406.
+        let rcfg = DqnConfig::from_args(&resumed).expect("cfg");
+        let eps = epsilon(
+            rcfg.args.start_e,
+            rcfg.args.end_e,
+            rcfg.exploration_steps,
+            s.global_step,
+        );
+        assert!((eps - 0.406).abs() < 1e-12, "epsilon {eps}");
+
+        let mut fresh = DqnAgent::new(
+            &DqnConfig::from_args(&parse(&["--seed", "9", "--buffer-size", "1000"])).expect("cfg"),
+            6,
+            Device::Cpu,
+        )
+        .expect("fresh");
+        assert!(bits(&fresh.online.params()) != bits(&params));
+        restore(&mut fresh, &loaded).expect("restore");
+        assert!(
+            bits(&fresh.online.params()) == bits(&params),
+            "online network"
+        );
+        assert!(
+            bits(&fresh.target.params()) == bits(&target),
+            "target network"
+        );
+        assert!(
+            bits(&target) != bits(&params),
+            "the target is not the online network"
+        );
+        assert!(bits(&fresh.adam.m) == bits(&agent.adam.m), "first moments");
+        assert!(bits(&fresh.adam.v) == bits(&agent.adam.v), "second moments");
+        assert_eq!(fresh.adam.step, 3);
+    }
 }

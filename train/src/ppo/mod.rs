@@ -54,7 +54,7 @@ use cartridge_infer::rom::{Rom, RomSearch};
 use tch::Device;
 
 use crate::adam::Adam;
-use crate::checkpoint::{self, RunState, Snapshot};
+use crate::checkpoint::{self, Loaded, RunState, Snapshot};
 use crate::dist::Dist;
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
@@ -224,8 +224,7 @@ pub fn train_with(args: &PpoArgs, dist: &Dist) -> Result<Outcome> {
     let mut adam = Adam::new(&model.params(), cfg.args.learning_rate, cfg.args.adam_eps);
     if let Some(l) = &loaded {
         check_actions(l, &rom, &actions)?;
-        checkpoint::restore_adam(&mut adam, l, model.arch())?;
-        model.load(&l.model.tensors)?;
+        restore(&mut model, &mut adam, l)?;
     }
     dist.broadcast_params(&model.params())?;
     let mut learner = Learner {
@@ -369,6 +368,13 @@ fn pending_save(
     }))
 }
 
+/// Puts a checkpoint's network and Adam state (moments and step) into `model` and `adam`,
+/// so a resumed run continues from exactly what [`save`] wrote.
+fn restore(model: &mut ActorCritic, adam: &mut Adam, l: &Loaded<PpoArgs>) -> Result<()> {
+    model.load(&l.model.tensors)?;
+    checkpoint::restore_adam(adam, l, model.arch())
+}
+
 fn save(
     out: &Path,
     model: &ActorCritic,
@@ -390,4 +396,84 @@ fn save(
     };
     checkpoint::save(out, &snap, state)?;
     Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::adam::zero_grad;
+    use crate::ppo::args::tests::parse;
+    use cartridge_infer::rom::RomSearch;
+    use tch::{Kind, Tensor};
+
+    /// The bits of every element of `ts`, tensor by tensor.
+    pub(crate) fn bits(ts: &[Tensor]) -> Vec<Vec<u32>> {
+        ts.iter()
+            .map(|t| {
+                Vec::<f32>::try_from(t.detach().contiguous().view(-1))
+                    .expect("f32")
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resume_restores_weights_adam_counters_and_schedule_bit_for_bit() {
+        tch::manual_seed(4);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let rom = RomSearch::default().resolve("breakout").expect("rom");
+        let actions = [0, 1, 3, 4];
+        let args = parse(&["--total-timesteps", "10240", "--num-envs", "8"]);
+        let model = ActorCritic::new(Device::Cpu, 4, 1).expect("model");
+        let params = model.params();
+        let mut adam = Adam::new(&params, 2.5e-4, 1e-5);
+        // Three Adam steps, so the weights, moments and step all differ from a fresh start.
+        for _ in 0..3 {
+            zero_grad(&params);
+            let obs = Tensor::randint(256, [4, 4, 84, 84], (Kind::Uint8, Device::Cpu));
+            let (logits, value) = model.forward(&obs);
+            (logits.square().sum(Kind::Float) + value.sum(Kind::Float)).backward();
+            adam.step(&params);
+        }
+        let mut state = RunState::new(args.clone());
+        (state.global_step, state.iterations, state.episodes) = (3072, 3, 17);
+        state.train_seconds = 12.5;
+        save(tmp.path(), &model, &adam, &state, &rom, &actions).expect("save");
+
+        let mut resume = parse(&["--resume", &tmp.path().display().to_string()]);
+        resume.run.given = vec!["resume".into()];
+        let Start {
+            args: resumed,
+            loaded,
+            state: resumed_state,
+            ..
+        } = start(&resume).expect("start");
+        let loaded = loaded.expect("a checkpoint");
+        // Counters and schedule: iteration 4 of 10 is next, at lr 2.5e-4 * (1 - 3 / 10).
+        assert_eq!(
+            (
+                resumed_state.global_step,
+                resumed_state.iterations,
+                resumed_state.episodes,
+                resumed_state.train_seconds,
+                resumed_state.resumes
+            ),
+            (3072, 3, 17, 12.5, 1)
+        );
+        assert_eq!(resumed.total_timesteps, 10240);
+        let cfg = PpoConfig::from_args(&resumed).expect("cfg");
+        assert_eq!(cfg.frac(resumed_state.iterations + 1), 1.0 - 3.0 / 10.0);
+
+        // A network of other weights and a fresh Adam take the saved ones exactly.
+        let mut fresh = ActorCritic::new(Device::Cpu, 4, 99).expect("fresh");
+        let mut fresh_adam = Adam::new(&fresh.params(), 2.5e-4, 1e-5);
+        assert!(bits(&fresh.params()) != bits(&params));
+        restore(&mut fresh, &mut fresh_adam, &loaded).expect("restore");
+        assert!(bits(&fresh.params()) == bits(&params), "weights");
+        assert!(bits(&fresh_adam.m) == bits(&adam.m), "first moments");
+        assert!(bits(&fresh_adam.v) == bits(&adam.v), "second moments");
+        assert_eq!(fresh_adam.step, 3, "Adam's step (its bias correction)");
+    }
 }
