@@ -863,7 +863,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_write_leaves_old_file_intact() {
+    fn invalid_checkpoint_is_refused_before_touching_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ckpt.safetensors");
         let ckpt = sample(Algo::Ppo);
@@ -874,6 +874,45 @@ mod tests {
         assert!(bad.write(&path).is_err());
         assert_eq!(std::fs::read(&path).expect("read"), before);
         assert!(ckpt_missing_dir_fails());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_write_that_fails_midway_leaves_the_old_checkpoint_intact() {
+        // The new checkpoint (6.7 MB of tensors) runs into a 4 KiB file-size limit while it
+        // is written: an in-place write would leave a truncated checkpoint.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ckpt.safetensors");
+        sample(Algo::Dqn).write(&path).expect("write");
+        let before = std::fs::read(&path).expect("read");
+        let out = crate::fsio::test_support::run_with_file_limit(
+            "checkpoint::tests::child_writes_a_checkpoint_past_the_file_limit",
+            dir.path(),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            before,
+            "old checkpoint"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["ckpt.safetensors"], "no temporary file left");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    #[ignore = "run by a_write_that_fails_midway_leaves_the_old_checkpoint_intact"]
+    fn child_writes_a_checkpoint_past_the_file_limit() {
+        let dir = crate::fsio::test_support::limited_child_dir();
+        let ckpt = sample(Algo::Ppo);
+        assert!(ckpt.to_bytes().expect("bytes").len() as u64 > crate::fsio::test_support::LIMIT);
+        let err = ckpt
+            .write(dir.join("ckpt.safetensors"))
+            .expect_err("the write must hit the file-size limit");
+        assert!(err.to_string().contains("write"), "{err}");
     }
 
     #[test]

@@ -123,20 +123,68 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn unwritable_directory_keeps_old_file() {
-        use std::os::unix::fs::PermissionsExt;
+    fn a_write_that_fails_midway_keeps_old_file_and_leaves_no_temporary() {
+        // The new bytes (64 KiB) run into a 4 KiB file-size limit while they are written: a
+        // real I/O error after data reached the disk, for root too (file permissions do not
+        // stop root; RLIMIT_FSIZE does). Writing `path` in place would leave it truncated.
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("model.onnx");
         std::fs::write(&p, b"old").expect("write");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555))
-            .expect("chmod");
-        let result = write_atomic(&p, b"new");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod back");
-        // root ignores directory permissions; then the write legitimately succeeds.
-        if result.is_err() {
-            assert_eq!(std::fs::read(&p).expect("read"), b"old");
-            assert_eq!(entries(dir.path()), ["model.onnx"]);
+        let out = test_support::run_with_file_limit(
+            "fsio::tests::child_writes_past_the_file_limit",
+            dir.path(),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read(&p).expect("read"), b"old");
+        assert_eq!(entries(dir.path()), ["model.onnx"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    #[ignore = "run by a_write_that_fails_midway_keeps_old_file_and_leaves_no_temporary"]
+    fn child_writes_past_the_file_limit() {
+        let dir = test_support::limited_child_dir();
+        let err = write_atomic(dir.join("model.onnx"), &vec![7u8; 64 * 1024])
+            .expect_err("the write must hit the file-size limit");
+        assert!(err.to_string().contains("write"), "{err}");
+    }
+}
+
+/// Failure injection for the atomic-write tests of this crate.
+#[cfg(all(test, unix))]
+pub(crate) mod test_support {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// The file-size limit of the child processes: 4 KiB.
+    pub(crate) const LIMIT: u64 = 4096;
+    const DIR_VAR: &str = "CARTRIDGE_TEST_LIMITED_DIR";
+
+    /// Runs the ignored test `name` of this test binary alone in a child process that writes
+    /// in `dir` under a file-size limit of [`LIMIT`] bytes (the child sets it itself through
+    /// [`limited_child_dir`]).
+    pub(crate) fn run_with_file_limit(name: &str, dir: &Path) -> Output {
+        let exe = std::env::current_exe().expect("test binary");
+        Command::new(exe)
+            .args([name, "--exact", "--ignored", "--test-threads=1"])
+            .env(DIR_VAR, dir)
+            .output()
+            .expect("run the child test")
+    }
+
+    /// In the child: caps this process's file size at [`LIMIT`] bytes (writes past it fail
+    /// with EFBIG instead of raising SIGXFSZ) and returns the directory to write in.
+    pub(crate) fn limited_child_dir() -> PathBuf {
+        let dir = PathBuf::from(std::env::var_os(DIR_VAR).expect("run by the parent test"));
+        let limit = libc::rlimit {
+            rlim_cur: LIMIT,
+            rlim_max: LIMIT,
+        };
+        // SAFETY: plain system calls on this process with valid arguments.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0, "setrlimit");
         }
+        dir
     }
 }

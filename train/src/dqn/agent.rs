@@ -295,4 +295,105 @@ mod tests {
             assert_eq!(agent.adam.step, 32);
         }
     }
+
+    /// `[rows][cols]` of a 2-D f32 tensor.
+    fn rows(t: &Tensor) -> Vec<Vec<f64>> {
+        let flat: Vec<f32> = Vec::try_from(t.contiguous().view(-1)).expect("f32");
+        let cols = t.size()[1] as usize;
+        flat.chunks(cols)
+            .map(|r| r.iter().map(|&x| f64::from(x)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn each_variant_computes_its_own_target_and_loss() {
+        // The loss of one train_step against the formulas written out here, from the two
+        // networks' outputs: Nature DQN's target r + gamma (1 - d) max_a Q_target(s', a),
+        // Double DQN's r + gamma (1 - d) Q_target(s', argmax_a Q_online(s', a)); Huber
+        // (delta 1) or squared error. The online and target networks differ, so the four
+        // variants give four different losses: a variant whose flag were ignored fails.
+        use crate::dqn::{DqnArgs, DqnConfig, QNetwork};
+        use clap::Parser;
+        use rand::SeedableRng;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            dqn: DqnArgs,
+        }
+        tch::set_num_threads(1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let b = 16;
+        let batch = Batch {
+            obs: (0..b * OBS_LEN).map(|_| rng.random()).collect(),
+            next_obs: (0..b * OBS_LEN).map(|_| rng.random()).collect(),
+            actions: (0..b as i64).map(|i| i % 3).collect(),
+            rewards: (0..b).map(|i| [1.0, -1.0, 0.0][i % 3]).collect(),
+            terminated: (0..b).map(|i| if i % 4 == 0 { 1.0 } else { 0.0 }).collect(),
+        };
+        let gamma = 0.9;
+        let mut losses = Vec::new();
+        for (loss, double) in [
+            ("mse", false),
+            ("mse", true),
+            ("huber", false),
+            ("huber", true),
+        ] {
+            let mut argv = vec!["t", "--gamma", "0.9", "--loss", loss];
+            if double {
+                argv.push("--double");
+            }
+            let cfg = DqnConfig::from_args(&Cli::parse_from(argv).dqn).expect("cfg");
+            let mut agent = DqnAgent::new(&cfg, 3, Device::Cpu).expect("agent");
+            agent.target = QNetwork::new(Device::Cpu, 3, 77).expect("target");
+            let as_obs = |bytes: &[u8]| Tensor::from_slice(bytes).view([b as i64, 4, 84, 84]);
+            let (q_now, next_online, next_target) = tch::no_grad(|| {
+                (
+                    rows(&agent.online.forward(&as_obs(&batch.obs))),
+                    rows(&agent.online.forward(&as_obs(&batch.next_obs))),
+                    rows(&agent.target.forward(&as_obs(&batch.next_obs))),
+                )
+            });
+            let argmax = |r: &[f64]| {
+                (0..r.len())
+                    .max_by(|&i, &j| r[i].total_cmp(&r[j]))
+                    .expect("actions")
+            };
+            let mut want = 0.0;
+            for i in 0..b {
+                let next = if double {
+                    next_target[i][argmax(&next_online[i])]
+                } else {
+                    next_target[i][argmax(&next_target[i])]
+                };
+                let y = f64::from(batch.rewards[i])
+                    + gamma * (1.0 - f64::from(batch.terminated[i])) * next;
+                let e = q_now[i][batch.actions[i] as usize] - y;
+                want += if loss == "huber" && e.abs() >= 1.0 {
+                    e.abs() - 0.5
+                } else if loss == "huber" {
+                    0.5 * e * e
+                } else {
+                    e * e
+                };
+            }
+            want /= b as f64;
+            agent.train_step(&batch).expect("step");
+            let got = agent.take_stats().expect("stats").td_loss;
+            assert!(
+                (got - want).abs() < 1e-5 * want.max(1.0),
+                "--loss {loss}{}: td_loss {got}, by hand {want}",
+                if double { " --double" } else { "" }
+            );
+            losses.push(want);
+        }
+        for i in 0..losses.len() {
+            for j in 0..i {
+                assert!(
+                    (losses[i] - losses[j]).abs() > 1e-4,
+                    "variants {i} and {j} give the same loss {losses:?}: the test cannot tell them apart"
+                );
+            }
+        }
+    }
 }

@@ -520,35 +520,64 @@ mod tests {
     #[test]
     fn sampling_matches_a_naive_reference_across_envs_episodes_and_wraps() {
         // Two envs, random episode lengths, tiny rings that wrap many times. Every sampled
-        // transition must equal what a naive log of whole episodes says.
+        // transition (both stacks, the action, the reward, the termination flag, which is 0
+        // for a truncation) must equal what a naive log of whole episodes says.
         let mut rng = ChaCha8Rng::seed_from_u64(42);
         let mut m = ReplayMemory::new(2 * 23, 2).expect("mem");
-        // The reference: per env, the list of (episode id, frame id) written, and per written
-        // slot its action / reward / termination.
+        // The reference, per env: every frame written as (episode, frame id, first of its
+        // episode, ends an episode, and for a frame pushed as a next observation, the
+        // transition that led to it: action, reward, terminated).
+        #[derive(Clone, Copy)]
+        struct Entry {
+            episode: u32,
+            frame: u8,
+            terminal: bool,
+            action: i64,
+            reward: f32,
+            terminated: bool,
+        }
         let mut frame_id: u32 = 0;
-        let mut log: Vec<Vec<(u32, u8, bool, bool)>> = vec![Vec::new(), Vec::new()]; // (episode, frame, first, terminal_slot)
+        let mut log: Vec<Vec<Entry>> = vec![Vec::new(), Vec::new()];
         let mut episode = [0u32; 2];
         let next = |v: &mut u32| {
             *v += 1;
             (*v % 251) as u8
         };
+        let first = |episode: u32, frame: u8| Entry {
+            episode,
+            frame,
+            terminal: false,
+            action: -1,
+            reward: f32::NAN,
+            terminated: false,
+        };
         for e in 0..2 {
             let fr = next(&mut frame_id);
             m.start_episode(e, &f(fr));
-            log[e].push((episode[e], fr, true, false));
+            log[e].push(first(episode[e], fr));
         }
+        let (mut checked, mut truncations) = (0, 0);
         for step in 0..2000 {
             for e in 0..2 {
                 let fr = next(&mut frame_id);
                 let done = rng.random_range(0..9) == 0;
                 let trunc = done && rng.random_bool(0.3);
-                m.push(e, step % 4, 1.0, done && !trunc, trunc, &f(fr));
-                log[e].push((episode[e], fr, false, done));
+                let action = rng.random_range(0..4usize);
+                let reward = [-1.0f32, 0.0, 1.0, 0.5][rng.random_range(0..4)];
+                m.push(e, action, reward, done && !trunc, trunc, &f(fr));
+                log[e].push(Entry {
+                    episode: episode[e],
+                    frame: fr,
+                    terminal: done,
+                    action: action as i64,
+                    reward,
+                    terminated: done && !trunc,
+                });
                 if done {
                     episode[e] += 1;
                     let fr = next(&mut frame_id);
                     m.start_episode(e, &f(fr));
-                    log[e].push((episode[e], fr, true, false));
+                    log[e].push(first(episode[e], fr));
                 }
             }
             if step > 20 && step % 50 == 0 {
@@ -556,36 +585,48 @@ mod tests {
                 for i in 0..64 {
                     let o = ids(&b.obs[i * 4 * FRAME_LEN..(i + 1) * 4 * FRAME_LEN]);
                     let n = ids(&b.next_obs[i * 4 * FRAME_LEN..(i + 1) * 4 * FRAME_LEN]);
-                    // Find the slot in either env's recent log whose stacks match.
-                    let found = (0..2).any(|e| {
+                    let sampled = (b.actions[i], b.rewards[i], b.terminated[i]);
+                    // Find the slot in either env's recent log whose stacks and transition
+                    // match.
+                    let found = (0..2).find_map(|e| {
                         let l = &log[e];
                         let oldest = l.len().saturating_sub(23);
-                        (oldest + 3..l.len() - 1).any(|t| {
-                            if l[t].3 {
-                                return false;
+                        (oldest + 3..l.len() - 1).find_map(|t| {
+                            if l[t].terminal {
+                                return None;
                             }
                             let stack = |t: usize| {
-                                let ep = l[t].0;
+                                let ep = l[t].episode;
                                 let mut out = Vec::new();
                                 for k in (0..4).rev() {
                                     let mut j = t.saturating_sub(k);
-                                    while l[j].0 != ep {
+                                    while l[j].episode != ep {
                                         j += 1;
                                     }
-                                    out.push(l[j].1);
+                                    out.push(l[j].frame);
                                 }
                                 out
                             };
-                            stack(t) == o && stack(t + 1) == n
+                            let to = l[t + 1];
+                            let transition =
+                                (to.action, to.reward, if to.terminated { 1.0 } else { 0.0 });
+                            (stack(t) == o && stack(t + 1) == n && transition == sampled)
+                                .then_some(to)
                         })
                     });
-                    assert!(
-                        found,
-                        "step {step}: sampled {o:?} -> {n:?} is not a valid transition"
-                    );
+                    let to = found.unwrap_or_else(|| {
+                        panic!(
+                            "step {step}: sampled {o:?} -> {n:?} with (action, reward, \
+                             terminated) {sampled:?} is not a logged transition"
+                        )
+                    });
+                    checked += 1;
+                    truncations += usize::from(to.terminal && !to.terminated);
                 }
             }
         }
+        assert_eq!(checked, 39 * 64);
+        assert!(truncations > 0, "no truncated transition was sampled");
     }
 
     #[test]
