@@ -124,7 +124,8 @@ fn benches(c: &mut Criterion) {
         bench.iter(|| {
             let d = policy.decide(env.obs()).expect("decide");
             let step = env.step(selector.select(&d.scores));
-            if step.game_over {
+            // A game over, or a lost life (the session's reset continues the game).
+            if step.game_over || step.terminated {
                 env.reset();
             }
         })

@@ -305,12 +305,15 @@ pub struct AtariConfig {
     pub noop_max: u32,
     /// MaxAndSkip: emulated frames per agent step. baselines: 4.
     pub frame_skip: u32,
-    /// EpisodicLife (training only): a lost life ends the learning episode, not the game.
+    /// EpisodicLife: a lost life ends the learning episode (`terminated`), not the game; the
+    /// caller then calls [`AtariEnv::reset`], which continues the game with training's
+    /// life-start sequence (a no-op step, FireReset, the frame stack refilled). Training and
+    /// play's sessions both do, so an agent is evaluated on the observations it trained on, as
+    /// CleanRL and SB3 evaluate through their training wrappers. Off, a game is one episode
+    /// with no reset at a lost life (and a game that needs FIRE to relaunch waits).
     pub episodic_life: bool,
     /// ClipReward (training only): rewards become their sign.
     pub clip_reward: bool,
-    /// FireReset after a lost life too (play: Breakout otherwise waits forever).
-    pub fire_on_life_loss: bool,
     /// Time limit in emulated frames, reported as truncation. baselines / gym: 108,000.
     pub max_episode_frames: u64,
     /// Read the RGB screen of every emulated frame (for a window); otherwise only the last two
@@ -323,9 +326,8 @@ impl Default for AtariConfig {
         Self {
             noop_max: 30,
             frame_skip: 4,
-            episodic_life: false,
+            episodic_life: true,
             clip_reward: false,
-            fire_on_life_loss: true,
             max_episode_frames: 108_000,
             every_frame_rgb: false,
         }
@@ -337,8 +339,8 @@ impl Default for AtariConfig {
 pub struct Step {
     /// Reward for learning: the raw reward, or its sign under ClipReward.
     pub reward: f32,
-    /// Raw game score gained this step (sum over the skipped frames, and over the automatic
-    /// FIRE after a lost life where `fire_on_life_loss` is set), as `episode_return` counts it.
+    /// Raw game score gained this step (sum over the skipped frames), as `episode_return`
+    /// counts it.
     pub raw_reward: i32,
     /// The (learning) episode ended: game over, or a lost life under EpisodicLife.
     pub terminated: bool,
@@ -507,7 +509,7 @@ impl<E: Console> AtariEnv<E> {
     /// `every_frame_rgb` is set.
     pub fn step_observed(&mut self, action: usize, on_frame: &mut dyn FnMut(&[u8])) -> Step {
         let ale_action = self.emu.minimal_action_set()[action];
-        let mut raw_reward = self.skip(ale_action, on_frame);
+        let raw_reward = self.skip(ale_action, on_frame);
         let t0 = std::time::Instant::now();
         self.stack.push(&self.frame);
         self.preprocess_ns += t0.elapsed().as_nanos() as u64;
@@ -518,22 +520,7 @@ impl<E: Console> AtariEnv<E> {
         let lost_life = lives < self.lives && lives > 0;
         self.lives = lives;
         self.real_done = game_over || truncated;
-        let mut terminated = game_over;
-        if lost_life && !game_over {
-            if self.cfg.episodic_life {
-                terminated = true;
-            } else if self.cfg.fire_on_life_loss {
-                if let Some(fire) = self.fire_index {
-                    let fire = self.emu.minimal_action_set()[fire];
-                    raw_reward += self.skip(fire, on_frame);
-                    self.stack.push(&self.frame);
-                    if self.emu.game_over() {
-                        terminated = true;
-                        self.real_done = true;
-                    }
-                }
-            }
-        }
+        let terminated = game_over || (lost_life && self.cfg.episodic_life);
         let reward = if self.cfg.clip_reward {
             (raw_reward.signum()) as f32
         } else {
@@ -711,7 +698,6 @@ mod tests {
             noop_max: 1,
             episodic_life: true,
             clip_reward: true,
-            fire_on_life_loss: false,
             ..AtariConfig::default()
         };
         let mut env = AtariEnv::new(Scripted::new(vec![vec![13, 19]]), cfg, 1);
@@ -727,23 +713,37 @@ mod tests {
     }
 
     #[test]
-    fn plays_automatic_fire_counts_in_the_steps_raw_reward() {
-        // Play's wrappers: reset = 1 no-op frame + FIRE + RIGHT = 9 frames; a lost life (frame
-        // 13, the step's last) is followed by an automatic FIRE (frames 14-17), whose reward
-        // belongs to the step; a FIRE that ends the game (frame 15) ends the step's game.
+    fn play_continues_a_game_after_a_lost_life_through_trainings_reset() {
+        // Play's defaults (EpisodicLife, raw rewards), NoopReset fixed at 1 no-op: a game's
+        // reset is NOOP (one frame), FIRE, RIGHT (4 frames each) = 9 frames. The first step
+        // (frames 10-13) loses a life at frame 13: it ends the learning episode, not the game,
+        // and the reset after it is training's: a NOOP step, FIRE, RIGHT (frames 14-25) in the
+        // same game. The return counts every frame's point of the whole game (1 a frame here):
+        // 9 + 4 + 12 + 4 (frames 26-29) + 1 (frame 30, the game's end) = 30.
         let cfg = AtariConfig {
             noop_max: 1,
             ..AtariConfig::default()
         };
-        let mut env = AtariEnv::new(Scripted::new(vec![vec![13, 15]]), cfg, 1);
+        let mut env = AtariEnv::new(Scripted::new(vec![vec![13, 30]]), cfg, 1);
         env.reset();
         let s = env.step(2);
-        assert_eq!(
-            s.raw_reward, 6,
-            "4 frames of the step + 2 of the FIRE before game over"
-        );
+        assert!(s.terminated && s.life_lost && !s.game_over, "{s:?}");
+        assert_eq!((s.raw_reward, env.episode_return()), (4, 13));
+        env.reset();
+        assert_eq!(env.emulator().resets, 1, "the same game");
+        assert_eq!((env.episode_frames(), env.episode_return()), (25, 25));
+        let newest = &env.obs()[3 * FRAME_LEN..];
+        for k in 0..3 {
+            assert_eq!(
+                &env.obs()[k * FRAME_LEN..(k + 1) * FRAME_LEN],
+                newest,
+                "the stack is refilled with the new frame"
+            );
+        }
+        assert!(!env.step(2).terminated);
+        let s = env.step(2);
         assert!(s.game_over && s.terminated, "{s:?}");
-        assert_eq!(env.episode_return(), 9 + 6);
+        assert_eq!((env.episode_frames(), env.episode_return()), (30, 30));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! `train`'s final evaluation share, so `play MODEL --rom GAME --headless --episodes N --seed S`
 //! replays an `eval.json` of seed `S` game for game.
 //!
-//! The protocol (README, Contracts): full games (no EpisodicLife, raw scores), NoopReset
-//! starts (1..=30 no-ops), at most 108,000 frames a game, frame skip 4, the algorithm's
+//! The protocol (README, Contracts): full games scored by their raw return, NoopReset
+//! starts (1..=30 no-ops), training's life-start sequence after a lost life (EpisodicLife's
+//! reset: a no-op step, FireReset, the frame stack refilled; a recurrent state zeroed), at
+//! most 108,000 frames a game, frame skip 4, the algorithm's
 //! default selection (PPO samples from the policy, DQN is epsilon-greedy with 0.05) unless
 //! the caller picks another. One seed `S` is split into three streams
 //! ([`seed::stream`]): the emulator's ([`Stream::Emulator`], sticky actions), the action
@@ -134,9 +136,11 @@ impl Session {
         self.selector.selection()
     }
 
-    /// Plays full games: `episodes` of them, or until the observer stops the session. A
-    /// recurrent policy's state is zeroed at the start of each game and after each lost life
-    /// (the learning episodes of training under EpisodicLife).
+    /// Plays full games: `episodes` of them, or until the observer stops the session. After
+    /// a lost life the game continues through training's reset ([`AtariEnv::reset`] under
+    /// EpisodicLife: a no-op step, FireReset, the frame stack refilled) and a recurrent
+    /// policy's state is zeroed, at the start of each game too. A game's score is its raw
+    /// full-game return.
     ///
     /// # Errors
     /// A failed forward pass, or an observer's error.
@@ -170,10 +174,13 @@ impl Session {
                 if step.game_over {
                     break;
                 }
-                // A recurrent policy's state starts from zero at every life, as in training:
-                // EpisodicLife ended a learning episode there and the rollout zeroed the state.
-                if step.life_lost {
+                // A lost life ends a learning episode under EpisodicLife: training's reset
+                // (the same call) continues the game, and a recurrent policy's state starts
+                // from zero, as the rollout zeroes it at every episode start.
+                if step.terminated {
+                    env.reset_observed(&mut |rgb| observer.frame(rgb, episode, score));
                     self.policy.reset_state();
+                    observer.observe(env)?;
                 }
             }
             let game = Game {

@@ -125,6 +125,13 @@ fn library_replay(model: &std::path::Path, game: &str, seed: u64, episodes: usiz
                 if step.game_over {
                     break;
                 }
+                if step.terminated {
+                    // A lost life: training's reset continues the game (its frames' points
+                    // count in the game's return too).
+                    let before = env.episode_return();
+                    env.reset();
+                    raw_sum += env.episode_return() - before;
+                }
             }
             assert_eq!(
                 raw_sum,

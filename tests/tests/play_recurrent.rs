@@ -151,8 +151,11 @@ fn hand_games(
                 if step.game_over {
                     break;
                 }
-                if step.life_lost {
+                if step.terminated {
+                    // EpisodicLife's end of a learning episode at a lost life: training's
+                    // reset continues the game.
                     lost_lives += 1;
+                    env.reset();
                     if zero_at_lost_life {
                         policy.reset_state();
                     }

@@ -68,7 +68,6 @@ impl AtariTrainEnv {
         let cfg = AtariConfig {
             episodic_life: true,
             clip_reward: true,
-            fire_on_life_loss: false,
             ..AtariConfig::default()
         };
         Ok(Self {
