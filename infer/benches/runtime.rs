@@ -16,7 +16,7 @@ use std::hint::black_box;
 
 use cartridge_export::{Algo, Checkpoint, Metadata, Policy as Net};
 use cartridge_infer::ale::{Emulator, EmulatorConfig, RGB_LEN};
-use cartridge_infer::policy::{ModelOverrides, Policy};
+use cartridge_infer::policy::{ModelOverrides, OnnxPolicy};
 use cartridge_infer::preprocess::{
     max_pool, rgb_to_gray, AreaResize, AtariConfig, AtariEnv, FrameStack, FRAME_LEN,
 };
@@ -99,7 +99,7 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let mut policy = Policy::load(&model, 1, &ModelOverrides::default()).expect("policy");
+    let mut policy = OnnxPolicy::load(&model, 1, &ModelOverrides::default()).expect("policy");
     let mut selector = ActionSelector::new(Selection::Sample, 1);
     let obs = stack.obs().to_vec();
     c.bench_function("decision/ort_1_thread", |bench| {
@@ -109,7 +109,7 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let mut lstm = Policy::load(&lstm_model, 1, &ModelOverrides::default()).expect("lstm");
+    let mut lstm = OnnxPolicy::load(&lstm_model, 1, &ModelOverrides::default()).expect("lstm");
     c.bench_function("decision/lstm_ort_1_thread", |bench| {
         bench.iter(|| {
             let d = lstm.decide(black_box(&obs)).expect("decide");

@@ -2,7 +2,7 @@
 //!
 //! Data flow of one agent step: ROM -> [`ale::Emulator`] (210x160 RGB frames) ->
 //! [`preprocess::AtariEnv`] (MaxAndSkip, WarpFrame, FrameStack: u8 `[4, 84, 84]`) ->
-//! [`policy::Policy`] (ONNX Runtime) -> [`select::ActionSelector`] -> an index into the game's
+//! [`policy::OnnxPolicy`] (ONNX Runtime) -> [`select::ActionSelector`] -> an index into the game's
 //! minimal action set -> the emulator.
 //!
 //! This crate never depends on libtorch; `train` reuses its emulator and preprocessing.

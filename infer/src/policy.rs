@@ -8,8 +8,8 @@
 //!
 //! Recurrent models (`cartridge.recurrent`, e.g. the CNN-LSTM) take `obs` u8 `[batch, 1, 84,
 //! 84]` plus state inputs f32 `[1, batch, hidden_size]` (`h`, `c`) and return the next state
-//! (`h_out`, `c_out`) after their decision outputs. [`Policy::decide`] carries that state from
-//! one decision to the next; the caller zeroes it with [`Policy::reset_state`] where an episode
+//! (`h_out`, `c_out`) after their decision outputs. [`OnnxPolicy::decide`] carries that state from
+//! one decision to the next; the caller zeroes it with [`OnnxPolicy::reset_state`] where an episode
 //! starts. State inputs without that metadata, or of another shape, are refused at load.
 
 use std::collections::HashMap;
@@ -100,7 +100,7 @@ pub fn init_runtime() -> Result<PathBuf> {
 }
 
 /// The process's ONNX Runtime environment ([`init_runtime`] first), for sessions on models
-/// outside [`Policy`]'s contract (tests run recurrent models through it).
+/// outside [`OnnxPolicy`]'s contract (tests run recurrent models through it).
 ///
 /// Errors: [`Error::RuntimeNotFound`].
 pub fn environment() -> Result<&'static Environment> {
@@ -194,7 +194,7 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
 
 /// A loaded policy network.
 #[derive(Debug)]
-pub struct Policy {
+pub struct OnnxPolicy {
     session: Session,
     info: ModelInfo,
     /// Position of `info.decision_output` among the session's outputs.
@@ -224,7 +224,7 @@ pub struct Decision {
     pub scores: Vec<f32>,
 }
 
-impl Policy {
+impl OnnxPolicy {
     /// Loads `path` with `threads` intra-op threads and checks it against the model contract.
     ///
     /// Errors: [`Error::RuntimeNotFound`], [`Error::InvalidModel`] (unreadable, truncated, or

@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::ale::{Emulator, EmulatorConfig};
-use crate::policy::{ModelOverrides, Policy};
+use crate::policy::{ModelOverrides, OnnxPolicy};
 use crate::preprocess::{AtariConfig, AtariEnv};
 use crate::rom::Rom;
 use crate::seed::{self, Stream};
@@ -96,7 +96,7 @@ impl Observer for Unobserved {}
 /// A policy, its environment and its action selector, seeded from one seed.
 #[derive(Debug)]
 pub struct Session {
-    policy: Policy,
+    policy: OnnxPolicy,
     env: AtariEnv,
     selector: ActionSelector,
 }
@@ -106,7 +106,7 @@ impl Session {
     ///
     /// # Errors
     /// The emulator cannot load the ROM, or the model does not fit it.
-    pub fn new(policy: Policy, rom: &Rom, cfg: &SessionConfig) -> Result<Self> {
+    pub fn new(policy: OnnxPolicy, rom: &Rom, cfg: &SessionConfig) -> Result<Self> {
         let emu = Emulator::new(
             rom,
             EmulatorConfig::seeded(seed::stream(cfg.seed, Stream::Emulator), cfg.sticky),
@@ -127,7 +127,7 @@ impl Session {
     }
 
     /// The policy.
-    pub fn policy(&self) -> &Policy {
+    pub fn policy(&self) -> &OnnxPolicy {
         &self.policy
     }
 
@@ -233,7 +233,7 @@ pub fn evaluate(
     seed: u64,
     sticky: f32,
 ) -> Result<Evaluation> {
-    let policy = Policy::load(model, 1, &ModelOverrides::default())?;
+    let policy = OnnxPolicy::load(model, 1, &ModelOverrides::default())?;
     let mut session = Session::new(policy, rom, &SessionConfig::protocol(seed, sticky))?;
     let games = session.play(Some(episodes), &mut Unobserved)?;
     let returns: Vec<f64> = games.iter().map(|g| g.score as f64).collect();

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use cartridge_export::{Algo, Policy as Net};
-use cartridge_infer::policy::{ModelOverrides, Policy};
+use cartridge_infer::policy::{ModelOverrides, OnnxPolicy};
 use cartridge_tests::reference::LstmStep;
 use cartridge_tests::{
     random_checkpoint, random_checkpoint_with, reference, run, texts, venv_python,
@@ -20,7 +20,7 @@ fn parity(algo: Algo, game: &str) {
     let ckpt = random_checkpoint(algo, game, 17);
     let path = dir.path().join("m.onnx");
     cartridge_export::write_onnx(&ckpt, &[], &path).expect("write onnx");
-    let mut policy = Policy::load(&path, 1, &ModelOverrides::default()).expect("load");
+    let mut policy = OnnxPolicy::load(&path, 1, &ModelOverrides::default()).expect("load");
 
     let batch = 3;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
@@ -117,7 +117,7 @@ for p in sys.argv[1:]:
     );
 }
 
-/// One ONNX Runtime session on an exported CNN-LSTM model (`play`'s `Policy` covers the
+/// One ONNX Runtime session on an exported CNN-LSTM model (`play`'s `OnnxPolicy` covers the
 /// feed-forward contract only).
 struct LstmSession(ort::session::Session);
 

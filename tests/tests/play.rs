@@ -99,13 +99,13 @@ fn same_seed_same_game() {
 /// game's score and checks that the steps' `raw_reward`s add up to it.
 fn library_replay(model: &std::path::Path, game: &str, seed: u64, episodes: usize) -> Vec<i64> {
     use cartridge_infer::ale::{Emulator, EmulatorConfig};
-    use cartridge_infer::policy::{ModelOverrides, Policy};
+    use cartridge_infer::policy::{ModelOverrides, OnnxPolicy};
     use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
     use cartridge_infer::seed::{stream, Stream};
     use cartridge_infer::select::{ActionSelector, Selection};
 
     let rom = cartridge_tests::rom(game);
-    let mut policy = Policy::load(model, 1, &ModelOverrides::default()).expect("policy");
+    let mut policy = OnnxPolicy::load(model, 1, &ModelOverrides::default()).expect("policy");
     let emu = Emulator::new(
         &rom,
         EmulatorConfig::seeded(stream(seed, Stream::Emulator), 0.0),

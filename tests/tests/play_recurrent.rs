@@ -7,7 +7,7 @@ use std::process::Command;
 
 use cartridge_export::{Algo, Checkpoint, Policy as Net};
 use cartridge_infer::ale::{Emulator, EmulatorConfig};
-use cartridge_infer::policy::{ModelOverrides, Policy};
+use cartridge_infer::policy::{ModelOverrides, OnnxPolicy};
 use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
 use cartridge_infer::seed::{stream, Stream};
 use cartridge_infer::select::{ActionSelector, Selection};
@@ -65,7 +65,7 @@ fn decide_carries_h_and_c_on_the_newest_frame_and_reset_state_zeroes_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ckpt = lstm_checkpoint("breakout", 31, 1.0);
     let model = write_model(dir.path(), &ckpt, "lstm.onnx");
-    let mut policy = Policy::load(&model, 1, &ModelOverrides::default()).expect("load");
+    let mut policy = OnnxPolicy::load(&model, 1, &ModelOverrides::default()).expect("load");
     let r = policy.info().recurrence.clone().expect("a recurrent model");
     assert_eq!((r.kind.as_str(), r.hidden_size), ("lstm", 128));
     assert_eq!(
@@ -129,7 +129,7 @@ fn hand_games(
     zero_at_lost_life: bool,
 ) -> Vec<(i64, u64)> {
     let rom = cartridge_tests::rom(game);
-    let mut policy = Policy::load(model, 1, &ModelOverrides::default()).expect("policy");
+    let mut policy = OnnxPolicy::load(model, 1, &ModelOverrides::default()).expect("policy");
     let emu = Emulator::new(
         &rom,
         EmulatorConfig::seeded(stream(seed, Stream::Emulator), 0.0),
@@ -180,7 +180,7 @@ fn sessions_zero_the_state_at_each_game_and_each_lost_life() {
         &lstm_checkpoint("breakout", 5, GAIN),
         "lstm.onnx",
     );
-    let policy = Policy::load(&model, 1, &ModelOverrides::default()).expect("load");
+    let policy = OnnxPolicy::load(&model, 1, &ModelOverrides::default()).expect("load");
     let mut session = Session::new(
         policy,
         &cartridge_tests::rom("breakout"),

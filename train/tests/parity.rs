@@ -5,7 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use cartridge_export::{Algo, Checkpoint, Metadata};
-use cartridge_infer::policy::{ModelOverrides, Policy};
+use cartridge_infer::policy::{ModelOverrides, OnnxPolicy};
 use cartridge_train::ppo::ActorCritic;
 use tch::{Device, Kind, Tensor};
 
@@ -39,7 +39,7 @@ fn tch_and_onnx_agree() {
     let value: Vec<f32> = Vec::try_from(&value.view(-1)).expect("vec");
     let bytes: Vec<u8> = Vec::try_from(&obs.view(-1)).expect("vec");
 
-    let mut policy = Policy::load(&path, 1, &ModelOverrides::default()).expect("policy");
+    let mut policy = OnnxPolicy::load(&path, 1, &ModelOverrides::default()).expect("policy");
     let outs = policy.forward(&bytes, 5).expect("forward");
     let max_diff = |a: &[f32], b: &[f32]| {
         a.iter()

@@ -5,7 +5,7 @@
 //! observation at every decision, across every lost life, and score the same raw game.
 
 use cartridge_export::{Algo, Checkpoint, Metadata};
-use cartridge_infer::policy::{ModelOverrides, Policy};
+use cartridge_infer::policy::{ModelOverrides, OnnxPolicy};
 use cartridge_infer::preprocess::AtariEnv;
 use cartridge_infer::rom::RomSearch;
 use cartridge_infer::seed::{stream, Stream};
@@ -40,14 +40,14 @@ fn a_played_game_sees_trainings_observations_after_each_lost_life() {
     cartridge_export::write_onnx(&ckpt, &[], &model).expect("onnx");
     let seed = 11;
 
-    let policy = Policy::load(&model, 1, &ModelOverrides::default()).expect("policy");
+    let policy = OnnxPolicy::load(&model, 1, &ModelOverrides::default()).expect("policy");
     let mut session =
         Session::new(policy, &rom, &SessionConfig::protocol(seed, 0.0)).expect("session");
     let mut recorder = Recorder::default();
     let games = session.play(Some(1), &mut recorder).expect("play");
 
     // The same game by hand, with the training environment and the session's streams.
-    let mut policy = Policy::load(&model, 1, &ModelOverrides::default()).expect("policy");
+    let mut policy = OnnxPolicy::load(&model, 1, &ModelOverrides::default()).expect("policy");
     let mut selector = ActionSelector::new(
         Selection::default_for(Algo::Ppo),
         stream(seed, Stream::Selector),

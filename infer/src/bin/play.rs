@@ -10,7 +10,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use cartridge_infer::ale::{Emulator, EmulatorConfig};
-use cartridge_infer::policy::{Algo, ModelOverrides, Policy};
+use cartridge_infer::policy::{Algo, ModelOverrides, OnnxPolicy};
 use cartridge_infer::preprocess::{AtariConfig, AtariEnv};
 use cartridge_infer::record::GifRecorder;
 use cartridge_infer::rom::RomSearch;
@@ -302,7 +302,7 @@ fn run() -> anyhow::Result<()> {
         allow_unknown: cfg.allow_unknown_rom,
     }
     .resolve(&cfg.rom)?;
-    let policy = Policy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
+    let policy = OnnxPolicy::load(&cfg.model, cfg.threads, &cfg.overrides)?;
     let env_cfg = AtariConfig {
         noop_max: cfg.noop_max,
         max_episode_frames: cfg.max_frames,
