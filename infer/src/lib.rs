@@ -14,6 +14,7 @@ pub mod preprocess;
 pub mod record;
 pub mod rom;
 mod rom_table;
+pub mod runtime;
 pub mod seed;
 pub mod select;
 pub mod session;

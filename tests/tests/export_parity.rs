@@ -123,8 +123,8 @@ struct LstmSession(ort::session::Session);
 
 impl LstmSession {
     fn load(path: &std::path::Path) -> Self {
-        cartridge_infer::policy::init_runtime().expect("ONNX Runtime (run `make test`)");
-        let env = cartridge_infer::policy::environment().expect("environment");
+        cartridge_infer::runtime::init_runtime().expect("ONNX Runtime (run `make test`)");
+        let env = cartridge_infer::runtime::environment().expect("environment");
         let session = ort::session::Session::builder(env)
             .expect("builder")
             .with_intra_threads(1)

@@ -396,8 +396,8 @@ fn lstm_policy_trains_resumes_and_exports_a_recurrent_model() {
     let meta = onnx_metadata(&onnx);
     assert_eq!(meta["cartridge.arch"], "nature_cnn_lstm");
     assert_eq!(meta["cartridge.recurrent"], "lstm");
-    cartridge_infer::policy::init_runtime().expect("ONNX Runtime");
-    let env = cartridge_infer::policy::environment().expect("environment");
+    cartridge_infer::runtime::init_runtime().expect("ONNX Runtime");
+    let env = cartridge_infer::runtime::environment().expect("environment");
     let session = ort::session::Session::builder(env)
         .expect("builder")
         .commit_from_file(&onnx)

@@ -112,8 +112,8 @@ fn lstm_core_and_the_onnx_lstm_operator_agree() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("lstm.onnx");
     cartridge_export::write_onnx(&ckpt, &[], &path).expect("write onnx");
-    cartridge_infer::policy::init_runtime().expect("ONNX Runtime (run `make test`)");
-    let env = cartridge_infer::policy::environment().expect("environment");
+    cartridge_infer::runtime::init_runtime().expect("ONNX Runtime (run `make test`)");
+    let env = cartridge_infer::runtime::environment().expect("environment");
     let mut session = ort::session::Session::builder(env)
         .expect("builder")
         .commit_from_file(&path)
