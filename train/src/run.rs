@@ -397,9 +397,9 @@ pub(crate) struct Saver {
 }
 
 impl Saver {
-    /// A saver for a loop starting at `state`; installs the Ctrl-C handler.
+    /// A saver for a loop starting at `state`. Its [`Self::tick`] sees Ctrl-C once the loop
+    /// has installed the handler ([`install_handler`]).
     pub(crate) fn new<A>(state: &RunState<A>, every: u64) -> Self {
-        install_handler(None);
         Self {
             last_saved: state.global_step,
             every,

@@ -48,8 +48,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkpoint::{self, Loaded, RunState, Snapshot};
 use crate::logger::{MetricsRow, RunLog};
 use crate::run::{
-    bench_json, check_actions, finish, make_envs, metadata, record_segment, setup_precision,
-    setup_torch, start, Outcome, Saver, Start,
+    bench_json, check_actions, finish, install_handler, make_envs, metadata, record_segment,
+    setup_precision, setup_torch, start, Outcome, Saver, Start,
 };
 use crate::seeds::RunSeeds;
 use crate::{Error, Result};
@@ -115,6 +115,7 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     }
 
     record_segment(&mut state, device, precision.precision, 1);
+    install_handler(None);
     let mut log = RunLog::open(
         &out,
         a.total_timesteps,
@@ -203,11 +204,22 @@ pub fn train(args: &DqnArgs) -> Result<Outcome> {
     })?;
     log.plot(&title)?;
     log.finish();
-    let ckpt = Checkpoint {
-        meta: metadata(Algo::Dqn, &rom, &actions, &state, a.run.seed)?,
-        tensors: agent.online.tensors()?,
-    };
+    let ckpt = checkpoint_of(&agent, &state, &rom, &actions)?;
     finish(out, &rom, &a.run, &ckpt, state.global_step)
+}
+
+/// The online network at `state` as a checkpoint (weights and metadata): what every save
+/// writes as `model.safetensors` and what the end of a run exports.
+fn checkpoint_of(
+    agent: &DqnAgent,
+    state: &RunState<DqnArgs>,
+    rom: &Rom,
+    actions: &[i32],
+) -> Result<Checkpoint> {
+    Ok(Checkpoint {
+        meta: metadata(Algo::Dqn, rom, actions, state, state.args.run.seed)?,
+        tensors: agent.online.tensors()?,
+    })
 }
 
 /// Puts a checkpoint's online network, target network and Adam state (moments and step)
@@ -233,10 +245,7 @@ fn save(
     let a = &state.args;
     let snap = Snapshot {
         arch: Algo::Dqn.into(),
-        model: Checkpoint {
-            meta: metadata(Algo::Dqn, rom, actions, state, a.run.seed)?,
-            tensors: agent.online.tensors()?,
-        },
+        model: checkpoint_of(agent, state, rom, actions)?,
         adam: &agent.adam,
         target: Some(agent.target.tensors()?),
         replay: a

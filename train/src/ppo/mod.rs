@@ -321,11 +321,7 @@ pub fn train_with(args: &PpoArgs, dist: &Dist) -> Result<Outcome> {
     })?;
     log.plot(&title)?;
     log.finish();
-    let ckpt = cartridge_export::Checkpoint {
-        meta: metadata(Algo::Ppo, &rom, &actions, &state, run.seed)?
-            .with_policy(learner.model.policy()),
-        tensors: learner.model.tensors()?,
-    };
+    let ckpt = checkpoint_of(&learner.model, &state, &rom, &actions)?;
     finish(out, &rom, &run, &ckpt, state.global_step)
 }
 
@@ -341,11 +337,7 @@ fn pending_save(
 ) -> Result<PendingSave> {
     let mut state = state.clone();
     state.train_seconds = saver.train_seconds();
-    let model = cartridge_export::Checkpoint {
-        meta: metadata(Algo::Ppo, rom, actions, &state, state.args.run.seed)?
-            .with_policy(learner.model.policy()),
-        tensors: learner.model.tensors()?,
-    };
+    let model = checkpoint_of(&learner.model, &state, rom, actions)?;
     let arch = learner.model.arch();
     let adam = learner.adam.host_copy();
     let out = out.to_path_buf();
@@ -368,6 +360,21 @@ fn pending_save(
     }))
 }
 
+/// The network at `state` as a checkpoint (weights and metadata): what every save writes as
+/// `model.safetensors` and what the end of a run exports.
+fn checkpoint_of(
+    model: &ActorCritic,
+    state: &RunState<PpoArgs>,
+    rom: &Rom,
+    actions: &[i32],
+) -> Result<cartridge_export::Checkpoint> {
+    Ok(cartridge_export::Checkpoint {
+        meta: metadata(Algo::Ppo, rom, actions, state, state.args.run.seed)?
+            .with_policy(model.policy()),
+        tensors: model.tensors()?,
+    })
+}
+
 /// Puts a checkpoint's network and Adam state (moments and step) into `model` and `adam`,
 /// so a resumed run continues from exactly what [`save`] wrote.
 fn restore(model: &mut ActorCritic, adam: &mut Adam, l: &Loaded<PpoArgs>) -> Result<()> {
@@ -385,11 +392,7 @@ fn save(
 ) -> Result<()> {
     let snap = Snapshot {
         arch: model.arch(),
-        model: cartridge_export::Checkpoint {
-            meta: metadata(Algo::Ppo, rom, actions, state, state.args.run.seed)?
-                .with_policy(model.policy()),
-            tensors: model.tensors()?,
-        },
+        model: checkpoint_of(model, state, rom, actions)?,
         adam,
         target: None,
         replay: None,
