@@ -178,6 +178,7 @@ impl Session {
                 // (the same call) continues the game, and a recurrent policy's state starts
                 // from zero, as the rollout zeroes it at every episode start.
                 if step.terminated {
+                    let score = env.episode_return();
                     env.reset_observed(&mut |rgb| observer.frame(rgb, episode, score));
                     self.policy.reset_state();
                     observer.observe(env)?;

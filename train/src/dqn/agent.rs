@@ -253,15 +253,10 @@ mod tests {
 
     #[test]
     fn every_variant_fits_a_fixed_batch() {
-        use crate::dqn::{DqnArgs, DqnConfig};
-        use clap::Parser;
+        use crate::dqn::args::tests::parse_dqn;
+        use crate::dqn::DqnConfig;
         use rand::SeedableRng;
 
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            dqn: DqnArgs,
-        }
         tch::set_num_threads(1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let b = 8;
@@ -279,9 +274,9 @@ mod tests {
             &["--loss", "mse", "--double"],
             &["--double", "--max-grad-norm", "10"],
         ] {
-            let mut argv = vec!["t", "--learning-rate", "1e-3", "--gamma", "0.5"];
+            let mut argv = vec!["--learning-rate", "1e-3", "--gamma", "0.5"];
             argv.extend_from_slice(flags);
-            let cfg = DqnConfig::from_args(&Cli::parse_from(argv).dqn).expect("cfg");
+            let cfg = DqnConfig::from_args(&parse_dqn(&argv)).expect("cfg");
             let mut agent = DqnAgent::new(&cfg, 3, Device::Cpu).expect("agent");
             agent.train_step(&batch).expect("step");
             let first = agent.take_stats().expect("stats").td_loss;
@@ -312,15 +307,10 @@ mod tests {
         // Double DQN's r + gamma (1 - d) Q_target(s', argmax_a Q_online(s', a)); Huber
         // (delta 1) or squared error. The online and target networks differ, so the four
         // variants give four different losses: a variant whose flag were ignored fails.
-        use crate::dqn::{DqnArgs, DqnConfig, QNetwork};
-        use clap::Parser;
+        use crate::dqn::args::tests::parse_dqn;
+        use crate::dqn::{DqnConfig, QNetwork};
         use rand::SeedableRng;
 
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            dqn: DqnArgs,
-        }
         tch::set_num_threads(1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
         let b = 16;
@@ -339,11 +329,11 @@ mod tests {
             ("huber", false),
             ("huber", true),
         ] {
-            let mut argv = vec!["t", "--gamma", "0.9", "--loss", loss];
+            let mut argv = vec!["--gamma", "0.9", "--loss", loss];
             if double {
                 argv.push("--double");
             }
-            let cfg = DqnConfig::from_args(&Cli::parse_from(argv).dqn).expect("cfg");
+            let cfg = DqnConfig::from_args(&parse_dqn(&argv)).expect("cfg");
             let mut agent = DqnAgent::new(&cfg, 3, Device::Cpu).expect("agent");
             agent.target = QNetwork::new(Device::Cpu, 3, 77).expect("target");
             let as_obs = |bytes: &[u8]| Tensor::from_slice(bytes).view([b as i64, 4, 84, 84]);

@@ -156,7 +156,7 @@ impl DqnConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser;
 
@@ -166,7 +166,8 @@ mod tests {
         dqn: DqnArgs,
     }
 
-    fn parse_dqn(extra: &[&str]) -> DqnArgs {
+    /// `train dqn` arguments parsed from `extra` (for tests across the crate).
+    pub(crate) fn parse_dqn(extra: &[&str]) -> DqnArgs {
         let mut v = vec!["train"];
         v.extend_from_slice(extra);
         DqnCli::parse_from(v).dqn

@@ -260,19 +260,9 @@ fn save(
 mod tests {
     use super::*;
     use crate::adam::zero_grad;
+    use crate::dqn::args::tests::parse_dqn as parse;
     use crate::ppo::tests::bits;
-    use clap::Parser;
     use tch::{Device, Kind, Tensor};
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        dqn: DqnArgs,
-    }
-
-    fn parse(extra: &[&str]) -> DqnArgs {
-        Cli::parse_from(std::iter::once("train").chain(extra.iter().copied())).dqn
-    }
 
     #[test]
     fn resume_restores_both_networks_adam_counters_and_epsilon_bit_for_bit() {

@@ -163,13 +163,10 @@ pub fn minibatch_loss(
 /// the same epoch, as it must: a rank that left the loop alone would leave the others waiting
 /// in the next minibatch's gradient all-reduce. One all-reduce of one value under MPI; the
 /// local value in a single process.
-pub fn stop_epochs(local_kl: f64, target_kl: Option<f64>, dist: &Dist) -> bool {
-    let Some(target) = target_kl else {
-        return false;
-    };
+pub fn stop_epochs(local_kl: f64, target_kl: f64, dist: &Dist) -> bool {
     let mut kl = [local_kl as f32];
     dist.mean_in_place(&mut kl);
-    f64::from(kl[0]) > target
+    f64::from(kl[0]) > target_kl
 }
 
 /// GAE over the rollout, then `update_epochs` passes of shuffled minibatches.
@@ -281,8 +278,10 @@ pub fn update(
             adam.step(&params);
             (pg_last, vl_last, ent_last) = (pg.detach(), vl.detach(), ent.detach());
         }
-        if a.target_kl.is_some() && stop_epochs(kl_last.double_value(&[]), a.target_kl, dist) {
-            break 'epochs;
+        if let Some(target) = a.target_kl {
+            if stop_epochs(kl_last.double_value(&[]), target, dist) {
+                break 'epochs;
+            }
         }
     }
     let stats = UpdateStats {
