@@ -64,7 +64,8 @@ $(VENV)/.stamp: requirements.txt
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-$(VENV)/.stamp-test: $(VENV)/.stamp requirements-test.txt
+# SB3 (a test reference) needs torch: the pinned one of requirements-train.txt comes first.
+$(VENV)/.stamp-test: $(VENV)/.stamp $(VENV)/.stamp-train requirements-test.txt
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	@touch $@
 

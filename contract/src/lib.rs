@@ -22,6 +22,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub mod roms;
+
 /// Frames stacked in one observation (FrameStack).
 pub const FRAME_STACK: usize = 4;
 /// Height of one preprocessed frame.
@@ -115,6 +117,17 @@ pub mod key {
     pub const EVAL_EPISODES: &str = "eval_episodes";
     /// ONNX only, optional: mean return of that evaluation.
     pub const EVAL_MEAN_RETURN: &str = "eval_mean_return";
+    /// ONNX only, converted models (`export --from`): the format converted, `sb3` or
+    /// `cleanrl`.
+    pub const SOURCE_FORMAT: &str = "source_format";
+    /// ONNX only, converted models: the file name converted.
+    pub const SOURCE_FILE: &str = "source_file";
+    /// ONNX only, converted models: what the source says of itself, JSON (SB3: its version,
+    /// algorithm, policy class, `normalize_images`; CleanRL: the state dict's layout).
+    pub const SOURCE_INFO: &str = "source_info";
+    /// ONNX only, converted models: how the source's observations were made, where that
+    /// differs from Cartridge's (see the README's section on foreign agents).
+    pub const SOURCE_PREPROCESSING: &str = "source_preprocessing";
     /// Recurrent policies only: the kind of recurrent state, [`crate::RECURRENT_LSTM`].
     pub const RECURRENT: &str = "recurrent";
     /// Recurrent policies only: the state input names, comma separated (`h,c`:

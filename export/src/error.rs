@@ -177,6 +177,16 @@ pub enum Error {
         dtype: String,
     },
 
+    /// A foreign model (`export --from sb3|cleanrl`) that cannot become a Cartridge model:
+    /// the message names what the file holds and what is supported.
+    #[error("{}: {problem}", path.display())]
+    Unconvertible {
+        /// The file being converted.
+        path: PathBuf,
+        /// What was found, what is supported and, where there is one, what to do.
+        problem: String,
+    },
+
     /// A caller-supplied value is invalid (for example an ONNX metadata key given twice).
     #[error("{0}")]
     InvalidInput(String),

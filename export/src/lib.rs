@@ -5,6 +5,8 @@
 //!   CNN-LSTM) and their initialisation.
 //! - [`checkpoint`]: the checkpoint file (safetensors, F32, string metadata), read and
 //!   validated or written atomically.
+//! - [`import`]: Stable-Baselines3 / rl-zoo archives and CleanRL state dicts to checkpoints
+//!   (`export --from sb3|cleanrl`).
 //! - [`onnx`]: the ONNX graph (u8 input `obs` `[batch, 4, 84, 84]`, outputs `logits` and
 //!   `value` or `q_values`, `cartridge.*` metadata; the CNN-LSTM adds the state inputs `h`,
 //!   `c` and outputs `h_out`, `c_out`).
@@ -21,6 +23,7 @@ pub mod arch;
 pub mod checkpoint;
 mod error;
 mod fsio;
+pub mod import;
 pub mod onnx;
 mod tensor;
 

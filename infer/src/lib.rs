@@ -13,7 +13,6 @@ pub mod policy;
 pub mod preprocess;
 pub mod record;
 pub mod rom;
-mod rom_table;
 pub mod runtime;
 pub mod seed;
 pub mod select;

@@ -14,8 +14,8 @@ use std::process::Command;
 use md5::{Digest, Md5};
 
 use crate::ale::AlePath;
-use crate::rom_table::KNOWN_ROMS;
 use crate::{Error, Result};
+use cartridge_contract::roms::{self, KNOWN_ROMS};
 
 /// The install hint printed with every ROM error.
 pub const INSTALL_HINT: &str =
@@ -47,55 +47,15 @@ pub struct RomSearch {
     pub allow_unknown: bool,
 }
 
-/// The normalised ALE game name for user input: `Breakout`, `BreakoutNoFrameskip-v4`,
-/// `SpaceInvaders`, `space-invaders` and `space_invaders` all give `breakout` /
-/// `space_invaders`.
-pub fn normalize_game(name: &str) -> String {
-    let mut s = name.trim();
-    for suffix in [
-        "NoFrameskip-v4",
-        "NoFrameskip-v0",
-        "-v4",
-        "-v5",
-        "-v0",
-        "Deterministic",
-    ] {
-        s = s.strip_suffix(suffix).unwrap_or(s);
-    }
-    let s = s.strip_prefix("ALE/").unwrap_or(s);
-    let mut out = String::new();
-    let mut prev_lower = false;
-    for c in s.chars() {
-        if c.is_ascii_uppercase() {
-            if prev_lower {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-            prev_lower = false;
-        } else if c == '-' || c == ' ' {
-            out.push('_');
-            prev_lower = false;
-        } else {
-            out.push(c);
-            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        }
-    }
-    out
-}
+pub use cartridge_contract::roms::normalize_game;
 
 /// The known ROM for a game name, as `(md5, size, supported by ALE 0.6)`.
 pub fn known_rom(game: &str) -> Option<(&'static str, u64, bool)> {
-    KNOWN_ROMS
-        .iter()
-        .find(|(g, ..)| *g == game)
-        .map(|&(_, md5, size, sup)| (md5, size, sup))
+    roms::known_rom(game).map(|r| (r.md5, r.size, r.ale06))
 }
 
 fn game_for_md5(md5: &str) -> Option<(&'static str, bool)> {
-    KNOWN_ROMS
-        .iter()
-        .find(|(_, m, ..)| *m == md5)
-        .map(|&(g, _, _, sup)| (g, sup))
+    roms::rom_for_md5(md5).map(|r| (r.game, r.ale06))
 }
 
 /// Whether the bundled ALE 0.6.0 has settings (rewards, lives, terminal) for this game name.

@@ -123,3 +123,43 @@ fn episodic_life_ends_learning_episodes_and_fire_reset_relaunches_the_ball() {
     assert_eq!(lives_lost, 5, "all five lives should be lost to NOOPs");
     assert!(env.emulator().game_over());
 }
+
+#[test]
+fn rom_table_matches_the_emulator() {
+    // Every row of the contract's ROM table against ale-py's real ROM file and the bundled
+    // ALE: the file's MD5, and for each game ALE 0.6.0 supports, its minimal action set (or
+    // no actions where `play` refuses the game's screen). `export --from` writes these
+    // actions into converted models without loading the ROM.
+    use cartridge_contract::roms::KNOWN_ROMS;
+    use cartridge_infer::rom::{file_md5, RomSearch};
+    let dir = rom("breakout")
+        .path
+        .parent()
+        .expect("ROM folder")
+        .to_path_buf();
+    let mut checked = 0;
+    for row in KNOWN_ROMS {
+        let path = dir.join(format!("{}.bin", row.game));
+        assert_eq!(
+            file_md5(&path).expect("ale-py ROM"),
+            row.md5,
+            "{}",
+            row.game
+        );
+        if !row.ale06 {
+            assert!(row.minimal_actions.is_empty(), "{}", row.game);
+            continue;
+        }
+        let rom = RomSearch::default().validate(&path).expect("known ROM");
+        match Emulator::new(&rom, EmulatorConfig::default()) {
+            Ok(emu) => {
+                let ale: Vec<u32> = emu.minimal_action_set().iter().map(|&a| a as u32).collect();
+                assert_eq!(ale, row.minimal_actions, "{}", row.game);
+                checked += 1;
+            }
+            Err(e) => assert!(row.minimal_actions.is_empty(), "{}: {e}", row.game),
+        }
+    }
+    // 76 games have ALE 0.6.0 settings; 10 of them have screens other than 210 lines.
+    assert_eq!(checked, 66);
+}

@@ -5,6 +5,8 @@
 //! export --init random --algo ppo|dqn --game breakout --actions 0,1,3,4 --rom-md5 MD5 \
 //!        -o MODEL.onnx [--policy cnn|lstm] [--seed 1] [--checkpoint-out CKPT.safetensors] \
 //!        [--meta KEY=VALUE ...]
+//! export --from sb3 MODEL.zip --rom GAME -o MODEL.onnx [--meta KEY=VALUE ...]
+//! export --from cleanrl MODEL.cleanrl_model --algo ppo|dqn --rom GAME -o MODEL.onnx
 //! ```
 //!
 //! Prints one line describing what was written; on failure prints `error: ...` to stderr
@@ -14,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use cartridge_contract::roms::KnownRom;
 use cartridge_export::checkpoint::parse_actions;
-use cartridge_export::{to_onnx, write_atomic, Algo, Arch, Checkpoint, Metadata, Policy};
+use cartridge_export::{import, to_onnx, write_atomic, Algo, Arch, Checkpoint, Metadata, Policy};
 use clap::{ArgGroup, Parser, ValueEnum};
 
 /// Command line as parsed, before any checks across arguments.
@@ -24,7 +27,7 @@ use clap::{ArgGroup, Parser, ValueEnum};
     name = "export",
     version,
     about = "Write a self-describing Cartridge ONNX model from a checkpoint or a random init",
-    group(ArgGroup::new("source").required(true).args(["onnx", "init"]))
+    group(ArgGroup::new("source").required(true).args(["onnx", "init", "from"]))
 )]
 struct Args {
     /// Convert this checkpoint (.safetensors written by `train`) to ONNX.
@@ -35,6 +38,22 @@ struct Args {
     #[arg(long, value_enum, value_name = "KIND")]
     init: Option<InitKind>,
 
+    /// Convert a model trained elsewhere: a Stable-Baselines3 / rl-zoo archive (`.zip`:
+    /// PPO, A2C or DQN with CnnPolicy) or a CleanRL state dict (`.cleanrl_model`, with
+    /// --algo). Needs MODEL and --rom.
+    #[arg(long, value_enum, value_name = "FORMAT", requires_all = ["model", "rom"])]
+    from: Option<FromFormat>,
+
+    /// With --from: the file to convert.
+    #[arg(value_name = "MODEL", requires = "from")]
+    model: Option<PathBuf>,
+
+    /// With --from: the game the model was trained on, as `play --rom` takes it (`breakout`,
+    /// `BreakoutNoFrameskip-v4`) or a ROM file; its MD5 and minimal action set go into the
+    /// model.
+    #[arg(long, value_name = "GAME", requires = "from")]
+    rom: Option<String>,
+
     /// Where to write the ONNX model.
     #[arg(short = 'o', long = "output", value_name = "MODEL.onnx")]
     output: PathBuf,
@@ -43,7 +62,8 @@ struct Args {
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     meta: Vec<String>,
 
-    /// With --init: the learner, which decides the network heads.
+    /// With --init, and with --from cleanrl (whose state dicts do not name it): the learner,
+    /// which decides the network heads.
     #[arg(long, value_enum, conflicts_with = "onnx")]
     algo: Option<AlgoArg>,
 
@@ -78,6 +98,14 @@ struct Args {
 enum InitKind {
     /// Orthogonal init as CleanRL's PPO (biases zero).
     Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FromFormat {
+    /// A Stable-Baselines3 / rl-zoo model archive (`model.save`).
+    Sb3,
+    /// A CleanRL state dict (`torch.save(agent.state_dict())`).
+    Cleanrl,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,6 +155,13 @@ enum Source {
         meta: Metadata,
         checkpoint_out: Option<PathBuf>,
     },
+    /// A model trained elsewhere, for this game.
+    Foreign {
+        format: FromFormat,
+        model: PathBuf,
+        algo: Option<Algo>,
+        rom: &'static KnownRom,
+    },
 }
 
 impl Plan {
@@ -136,6 +171,44 @@ impl Plan {
             .iter()
             .map(|kv| parse_meta(kv))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if let (Some(format), Some(model), Some(rom)) = (args.from, &args.model, &args.rom) {
+            for (flag, given) in [
+                ("--game", args.game.is_some()),
+                ("--actions", args.actions.is_some()),
+                ("--rom-md5", args.rom_md5.is_some()),
+                ("--checkpoint-out", args.checkpoint_out.is_some()),
+            ] {
+                if given {
+                    bail!("{flag} is for --init; with --from, --rom names the game");
+                }
+            }
+            let algo = match (format, args.algo) {
+                (FromFormat::Cleanrl, None) => bail!(
+                    "--from cleanrl requires --algo ppo|dqn: a CleanRL state dict does not name \
+                     its learner (ppo_atari*.py: ppo, dqn_atari.py: dqn)"
+                ),
+                (FromFormat::Sb3, Some(_)) => {
+                    bail!("--algo is not needed with --from sb3: the archive names its learner")
+                }
+                (_, algo) => algo.map(Algo::from),
+            };
+            if same_file(model, &args.output) {
+                bail!(
+                    "-o {} would overwrite the model being converted; choose another output path",
+                    args.output.display()
+                );
+            }
+            return Ok(Plan {
+                source: Source::Foreign {
+                    format,
+                    model: model.clone(),
+                    algo,
+                    rom: import::resolve_game(rom)?,
+                },
+                output: args.output,
+                extra_meta,
+            });
+        }
         let source = match (args.onnx, args.init) {
             (Some(ckpt), None) => {
                 if same_file(&ckpt, &args.output) {
@@ -187,8 +260,8 @@ impl Plan {
                     checkpoint_out: args.checkpoint_out,
                 }
             }
-            // clap's required group makes exactly one of the two present.
-            _ => bail!("give exactly one of --onnx CKPT and --init random"),
+            // clap's required group makes exactly one of the three present.
+            _ => bail!("give exactly one of --onnx CKPT, --init random and --from FORMAT MODEL"),
         };
         Ok(Plan {
             source,
@@ -198,9 +271,26 @@ impl Plan {
     }
 
     /// Writes the files; returns the line to print.
-    fn execute(self) -> anyhow::Result<String> {
+    fn execute(mut self) -> anyhow::Result<String> {
         let (ckpt, ckpt_note) = match self.source {
             Source::Checkpoint(path) => (Checkpoint::read(&path)?, String::new()),
+            Source::Foreign {
+                format,
+                model,
+                algo,
+                rom,
+            } => {
+                let converted = match (format, algo) {
+                    (FromFormat::Sb3, _) => import::from_sb3(&model, rom)?,
+                    (FromFormat::Cleanrl, Some(algo)) => import::from_cleanrl(&model, algo, rom)?,
+                    (FromFormat::Cleanrl, None) => bail!("--from cleanrl requires --algo"),
+                };
+                // The user's --meta come after the source's, so a repeated key is refused.
+                let mut meta = converted.onnx_meta;
+                meta.append(&mut self.extra_meta);
+                self.extra_meta = meta;
+                (converted.ckpt, format!(" from {}", converted.described))
+            }
             Source::Random {
                 meta,
                 checkpoint_out,
