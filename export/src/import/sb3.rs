@@ -297,13 +297,16 @@ fn spaces(path: &Path, data: &Value) -> Result<(usize, usize)> {
     }
 }
 
+/// A Cartridge layer's `(weight, bias)` names.
+type Param = (&'static str, &'static str);
+
 /// SB3's names to Cartridge's, refusing what does not fit.
 fn map_tensors(
     path: &Path,
     learner: Learner,
     mut state: BTreeMap<String, Tensor>,
 ) -> Result<BTreeMap<String, Tensor>> {
-    let (trunk, heads): (&str, Vec<(&str, (&str, &str))>) = match learner {
+    let (trunk, heads): (&str, Vec<(&str, Param)>) = match learner {
         Learner::Dqn => {
             state.retain(|k, _| !k.starts_with("q_net_target."));
             ("q_net.features_extractor.", vec![("q_net.q_net.0", Q_HEAD)])
