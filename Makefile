@@ -12,6 +12,9 @@
 #   make bench-compare  `train ... --bench` against CleanRL's DQN and PPO scripts on one pinned
 #                core, alternating (scripts/bench-compare.sh; clones CleanRL and builds its
 #                venv under ~/.cache/cartridge; docs/results/bench-compare.md).
+#   make play-aarch64  `play` cross-built for aarch64 (64-bit Raspberry Pi OS / Debian arm64) into
+#                target/aarch64-unknown-linux-gnu/release/play, then run under qemu with the same
+#                GAME, MODEL and PLAY_ARGS as `make play` (scripts/aarch64.sh; docs/AARCH64.md).
 #   make eval    the README's evaluation protocol for MODEL on GAME with `play` itself: 30 full games with
 #                NoopReset starts, sticky actions off (seed 1), then p = 0.25 (seed 2); prints
 #                play's two JSON summary lines (the model cards' models/<game>.eval.jsonl).
@@ -34,7 +37,7 @@ PLAY_ARGS  ?=
 # torch-sys builds against the torch of .venv: its python must come first on PATH.
 TORCH_ENV  := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" LIBTORCH_USE_PYTORCH=1
 
-.PHONY: play test lint bench bench-compare train gpu-smoke eval deps test-deps train-deps venv build clean-models
+.PHONY: play play-aarch64 play-aarch64-build aarch64-deps test lint bench bench-compare train gpu-smoke eval deps test-deps train-deps venv build clean-models
 
 # --- set-up ------------------------------------------------------------------------------
 
@@ -94,7 +97,7 @@ play: build $(VENV)/.stamp
 train: train-deps $(VENV)/.stamp-train
 	$(TORCH_ENV) cargo build --release --locked -p cartridge-train
 
-test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train lint
+test: test-deps $(VENV)/.stamp-test $(VENV)/.stamp-train lint play-aarch64-build
 	$(TORCH_ENV) cargo build --release --locked --workspace --bins
 	$(TORCH_ENV) cargo test --release --locked --workspace
 
@@ -116,6 +119,18 @@ gpu-smoke: train
 # CleanRL side by side (needs internet for CleanRL's clone and its pinned Python packages).
 bench-compare: train
 	scripts/bench-compare.sh $(RELEASE)/train
+
+# The aarch64 `play`: Debian's cross compilers (apt), Debian's rustc, arm64 libraries and qemu
+# unpacked into a private folder, PyPI's aarch64 onnxruntime and ale-py wheels; all idempotent.
+aarch64-deps: deps $(VENV)/.stamp
+	scripts/aarch64.sh setup
+
+play-aarch64-build: aarch64-deps
+	scripts/aarch64.sh build
+
+play-aarch64: play-aarch64-build build $(VENV)/.stamp
+	@$(MAKE) --no-print-directory $(MODEL)
+	scripts/aarch64.sh run $(MODEL) --rom $(GAME) $(PLAY_ARGS)
 
 EVAL_EPISODES ?= 30
 eval: build $(VENV)/.stamp
