@@ -108,6 +108,15 @@ enum FromFormat {
     Cleanrl,
 }
 
+/// A foreign format with what converting it needs.
+#[derive(Debug, Clone, Copy)]
+enum Foreign {
+    /// An SB3 archive names its own learner.
+    Sb3,
+    /// A CleanRL state dict, trained by this learner.
+    Cleanrl(Algo),
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum AlgoArg {
     Ppo,
@@ -157,9 +166,8 @@ enum Source {
     },
     /// A model trained elsewhere, for this game.
     Foreign {
-        format: FromFormat,
+        format: Foreign,
         model: PathBuf,
-        algo: Option<Algo>,
         rom: &'static KnownRom,
     },
 }
@@ -182,7 +190,7 @@ impl Plan {
                     bail!("{flag} is for --init; with --from, --rom names the game");
                 }
             }
-            let algo = match (format, args.algo) {
+            let format = match (format, args.algo) {
                 (FromFormat::Cleanrl, None) => bail!(
                     "--from cleanrl requires --algo ppo|dqn: a CleanRL state dict does not name \
                      its learner (ppo_atari*.py: ppo, dqn_atari.py: dqn)"
@@ -190,7 +198,8 @@ impl Plan {
                 (FromFormat::Sb3, Some(_)) => {
                     bail!("--algo is not needed with --from sb3: the archive names its learner")
                 }
-                (_, algo) => algo.map(Algo::from),
+                (FromFormat::Sb3, None) => Foreign::Sb3,
+                (FromFormat::Cleanrl, Some(algo)) => Foreign::Cleanrl(algo.into()),
             };
             if same_file(model, &args.output) {
                 bail!(
@@ -202,7 +211,6 @@ impl Plan {
                 source: Source::Foreign {
                     format,
                     model: model.clone(),
-                    algo,
                     rom: import::resolve_game(rom)?,
                 },
                 output: args.output,
@@ -274,16 +282,10 @@ impl Plan {
     fn execute(mut self) -> anyhow::Result<String> {
         let (ckpt, ckpt_note) = match self.source {
             Source::Checkpoint(path) => (Checkpoint::read(&path)?, String::new()),
-            Source::Foreign {
-                format,
-                model,
-                algo,
-                rom,
-            } => {
-                let converted = match (format, algo) {
-                    (FromFormat::Sb3, _) => import::from_sb3(&model, rom)?,
-                    (FromFormat::Cleanrl, Some(algo)) => import::from_cleanrl(&model, algo, rom)?,
-                    (FromFormat::Cleanrl, None) => bail!("--from cleanrl requires --algo"),
+            Source::Foreign { format, model, rom } => {
+                let converted = match format {
+                    Foreign::Sb3 => import::from_sb3(&model, rom)?,
+                    Foreign::Cleanrl(algo) => import::from_cleanrl(&model, algo, rom)?,
                 };
                 // The user's --meta come after the source's, so a repeated key is refused.
                 let mut meta = converted.onnx_meta;

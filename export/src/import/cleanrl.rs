@@ -35,12 +35,16 @@ pub const CLEANRL_PREPROCESSING: &str = "CleanRL's gym scripts (ppo_atari.py, dq
 pub fn from_cleanrl(path: &Path, algo: Algo, rom: &KnownRom) -> Result<Converted> {
     let tensors = read_state_dict(path, path, "the file")?;
     let has = |name: &str| tensors.contains_key(name);
-    let (found, layout) = if has(LSTM_W_IH) {
-        (Algo::Ppo, "ppo_atari_lstm.py Agent")
+    let (found, policy, layout) = if has(LSTM_W_IH) {
+        (Algo::Ppo, Policy::Lstm, "ppo_atari_lstm.py Agent")
     } else if has(ACTOR.0) {
-        (Algo::Ppo, "ppo_atari.py / ppo_atari_envpool.py Agent")
+        (
+            Algo::Ppo,
+            Policy::Cnn,
+            "ppo_atari.py / ppo_atari_envpool.py Agent",
+        )
     } else if has(Q_HEAD.0) {
-        (Algo::Dqn, "dqn_atari.py QNetwork")
+        (Algo::Dqn, Policy::Cnn, "dqn_atari.py QNetwork")
     } else {
         let names: Vec<&str> = tensors.keys().take(8).map(String::as_str).collect();
         return Err(unconvertible(
@@ -58,11 +62,6 @@ pub fn from_cleanrl(path: &Path, algo: Algo, rom: &KnownRom) -> Result<Converted
             format!("the state dict is a {layout} (a {found} agent), not a {algo} one; pass --algo {found}"),
         ));
     }
-    let policy = if has(LSTM_W_IH) {
-        Policy::Lstm
-    } else {
-        Policy::Cnn
-    };
     let first = CONV_LAYERS[0].weight;
     let stack = tensors.get(first).and_then(|t| t.shape.get(1).copied());
     if stack != Some(policy.frame_stack()) {
