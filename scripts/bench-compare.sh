@@ -49,6 +49,8 @@
 #   ALE_ROM_DIR          folder of Atari ROMs (*.bin) imported into CleanRL's ale-py 0.8.1 when
 #                        it has no Pong/Breakout (default: ale-py's ROMs of PYTHON; when there
 #                        are none, CleanRL's own AutoROM[accept-rom-license] downloads them)
+#   PRECISION            Cartridge's --precision (fp32, bf16, auto; default: unset, i.e. train's
+#                        default); recorded in the setup line
 #   DQN_BUFFER           replay memory size for both (default: 100000)
 #   DQN_LEARNING_STARTS  CleanRL's --learning-starts (default: 80000, CleanRL's default)
 #   MEASURE_TIMEOUT      seconds allowed to each measurement (default: 900)
@@ -79,6 +81,8 @@ CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cartridge}
 CLEANRL_VENV=${CLEANRL_VENV:-$CACHE_DIR/venv-cleanrl}
 CLEANRL_PPO=${CLEANRL_PPO:-ppo_atari ppo_atari_envpool}
 DQN_BUFFER=${DQN_BUFFER:-100000}
+PRECISION_ARGS=()
+if [[ -n ${PRECISION:-} ]]; then PRECISION_ARGS=(--precision "$PRECISION"); fi
 DQN_LEARNING_STARTS=${DQN_LEARNING_STARTS:-80000}
 MEASURE_TIMEOUT=${MEASURE_TIMEOUT:-900}
 OUT=${OUT_DIR:-}
@@ -362,6 +366,7 @@ elif mode == "setup":
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": model, "nproc": os.cpu_count(),
         "core": int(core), "rounds": int(rounds), "loadavg": os.getloadavg()[0],
         "autogroup_nice": os.environ.get("AUTOGROUP_NICE") or None,
+        "precision": os.environ.get("PRECISION") or None,
         "sched_autogroup_enabled": open("/proc/sys/kernel/sched_autogroup_enabled").read().strip()
         if os.path.exists("/proc/sys/kernel/sched_autogroup_enabled") else None,
         "cleanrl_dir": cleanrl_dir, "cleanrl_commit": head,
@@ -442,7 +447,7 @@ measure() {
 cartridge_dqn() {
     measure "$1" dqn cartridge "r$1-dqn-cartridge" cartridge train_steps_per_s 4000 -- \
         "$TRAIN" dqn --rom pong --bench --buffer-size "$DQN_BUFFER" --threads 1 --env-threads 1 \
-        --device cpu
+        --device cpu "${PRECISION_ARGS[@]}"
 }
 cleanrl_dqn() {
     local s1=$((DQN_LEARNING_STARTS + 100)) s2=$((DQN_LEARNING_STARTS + 4100))
@@ -453,7 +458,8 @@ cleanrl_dqn() {
 }
 cartridge_ppo() {
     measure "$1" ppo cartridge "r$1-ppo-cartridge" cartridge steps_per_s 3072 -- \
-        "$TRAIN" ppo --rom breakout --bench --threads 1 --env-threads 1 --device cpu
+        "$TRAIN" ppo --rom breakout --bench --threads 1 --env-threads 1 --device cpu \
+            "${PRECISION_ARGS[@]}"
 }
 cleanrl_ppo() {
     local s env
