@@ -62,20 +62,48 @@ impl NatureTrunk {
 
     /// Features f32 `[B, 512]` of observations u8 `[B, in_channels, 84, 84]`: scaled by
     /// 1/255 in f32, then conv-ReLU x 3, flatten (C, H, W order), linear, ReLU, computed in
-    /// `precision`.
+    /// `precision`, with gradients to the f32 parameters.
     pub(crate) fn forward(&self, obs: &Tensor, precision: Precision) -> Tensor {
+        self.weights(precision).forward(obs)
+    }
+
+    /// The weights as [`Self::forward`] computes with them: cast to `precision`'s kind, the
+    /// convolution kernels channels-last. Under `no_grad` (detached copies) they serve any
+    /// number of forward passes while the parameters do not change (a rollout); with
+    /// gradients, one backward pass.
+    pub(crate) fn weights(&self, precision: Precision) -> TrunkWeights {
         let kind = precision.compute_kind();
-        let mut x = (channels_last(obs).to_kind(Kind::Float) / 255.0).to_kind(kind);
-        for (conv, stride) in self.convs.iter().zip(STRIDES) {
-            let w = channels_last(&conv.ws.to_kind(kind));
-            let b = conv.bs.as_ref().map(|b| b.to_kind(kind));
+        let cast = |l: &Tensor| l.to_kind(kind);
+        TrunkWeights {
+            convs: self
+                .convs
+                .each_ref()
+                .map(|c| (channels_last(&cast(&c.ws)), c.bs.as_ref().map(cast))),
+            fc: (cast(&self.fc.ws), self.fc.bs.as_ref().map(cast)),
+            kind,
+        }
+    }
+}
+
+/// [`NatureTrunk`]'s weights in the kind it computes in ([`NatureTrunk::weights`]).
+#[derive(Debug)]
+pub(crate) struct TrunkWeights {
+    convs: [(Tensor, Option<Tensor>); 3],
+    fc: (Tensor, Option<Tensor>),
+    kind: Kind,
+}
+
+impl TrunkWeights {
+    /// [`NatureTrunk::forward`] with these weights.
+    pub(crate) fn forward(&self, obs: &Tensor) -> Tensor {
+        let mut x = (channels_last(obs).to_kind(Kind::Float) / 255.0).to_kind(self.kind);
+        for ((w, b), stride) in self.convs.iter().zip(STRIDES) {
             x = x
-                .conv2d(&w, b.as_ref(), [stride, stride], [0, 0], [1, 1], 1)
+                .conv2d(w, b.as_ref(), [stride, stride], [0, 0], [1, 1], 1)
                 .relu();
         }
-        let b = self.fc.bs.as_ref().map(|b| b.to_kind(kind));
         x.flatten(1, -1)
-            .linear(&self.fc.ws.to_kind(kind), b.as_ref())
+            .linear(&self.fc.0, self.fc.1.as_ref())
             .relu()
             .to_kind(Kind::Float)
     }

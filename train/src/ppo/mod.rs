@@ -67,7 +67,7 @@ use crate::{Error, Result};
 
 pub use args::{PpoArgs, PpoConfig};
 pub use bench::BenchReport;
-pub use network::ActorCritic;
+pub use network::{ActorCritic, InferenceWeights};
 pub use rollout::{rollout, Timings};
 pub use storage::Storage;
 pub use update::{update, UpdateStats};

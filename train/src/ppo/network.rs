@@ -13,10 +13,10 @@
 
 use cartridge_export::{Algo, Arch, Policy, Tensors};
 use tch::nn::{self, Module};
-use tch::{Device, Tensor};
+use tch::{no_grad, Device, Tensor};
 
 use crate::lstm::{LstmCore, LstmState};
-use crate::network::{load_into, params_of, tensors_of, NatureTrunk};
+use crate::network::{load_into, params_of, tensors_of, NatureTrunk, TrunkWeights};
 use crate::precision::Precision;
 use crate::Result;
 
@@ -126,6 +126,20 @@ impl ActorCritic {
     /// The CNN reads the whole stack; the CNN-LSTM only the newest frame (FrameStack 1's
     /// observation; an observation that already has one frame is read as it is).
     pub fn features(&self, obs: &Tensor) -> Tensor {
+        self.features_with(obs, &self.trunk.weights(self.precision))
+    }
+
+    /// The trunk's weights cast once for forward passes without gradients
+    /// ([`Self::step_with`]), in [`Self::precision`]; they hold while the parameters do not
+    /// change, which the borrow makes sure of (the rollout reuses them for all its steps).
+    pub fn inference_weights(&self) -> InferenceWeights<'_> {
+        InferenceWeights {
+            trunk: no_grad(|| self.trunk.weights(self.precision)),
+            _params: std::marker::PhantomData,
+        }
+    }
+
+    fn features_with(&self, obs: &Tensor, weights: &TrunkWeights) -> Tensor {
         debug_assert_eq!(
             obs.device(),
             self.vs.device(),
@@ -138,7 +152,7 @@ impl ActorCritic {
         } else {
             obs.shallow_clone()
         };
-        self.trunk.forward(&obs, self.precision)
+        weights.forward(&obs)
     }
 
     /// `(logits [B, A], value [B])` from the heads' input `[B, 512]` (CNN features) or
@@ -159,7 +173,25 @@ impl ActorCritic {
         obs: &Tensor,
         state: Option<&LstmState>,
     ) -> (Tensor, Tensor, Option<LstmState>) {
-        let x = self.features(obs);
+        self.step_from(self.features(obs), state)
+    }
+
+    /// [`Self::step`] with weights cast once ([`Self::inference_weights`]): the same values,
+    /// no gradients.
+    pub fn step_with(
+        &self,
+        obs: &Tensor,
+        state: Option<&LstmState>,
+        weights: &InferenceWeights<'_>,
+    ) -> (Tensor, Tensor, Option<LstmState>) {
+        self.step_from(self.features_with(obs, &weights.trunk), state)
+    }
+
+    fn step_from(
+        &self,
+        x: Tensor,
+        state: Option<&LstmState>,
+    ) -> (Tensor, Tensor, Option<LstmState>) {
         match &self.lstm {
             None => {
                 let (logits, value) = self.heads(&x);
@@ -231,6 +263,14 @@ impl ActorCritic {
     }
 }
 
+/// [`ActorCritic`]'s trunk weights cast for inference ([`ActorCritic::inference_weights`]),
+/// valid while the network they came from is borrowed.
+#[derive(Debug)]
+pub struct InferenceWeights<'a> {
+    trunk: TrunkWeights,
+    _params: std::marker::PhantomData<&'a ActorCritic>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +306,27 @@ mod tests {
         assert_eq!(logits.size(), [2, 4]);
         assert_eq!(value.size(), [2]);
         assert!(logits.abs().max().double_value(&[]) < 0.5);
+    }
+
+    #[test]
+    fn inference_weights_step_exactly_as_step_does() {
+        // The rollout's weights cast once must give the update's forward values bit for bit,
+        // in both precisions and both policies (same casts, same kernels).
+        for policy in [Policy::Cnn, Policy::Lstm] {
+            for precision in [Precision::Fp32, Precision::Bf16] {
+                let mut m = ActorCritic::with_policy(policy, Device::Cpu, 4, 5).expect("net");
+                m.set_precision(precision);
+                let obs = Tensor::randint(256, [3, 4, 84, 84], (Kind::Uint8, Device::Cpu));
+                let state = m.zero_state(3);
+                let weights = m.inference_weights();
+                let (l1, v1, _) = no_grad(|| m.step(&obs, state.as_ref()));
+                let (l2, v2, _) = m.step_with(&obs, state.as_ref(), &weights);
+                let diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+                assert_eq!(diff(&l1, &l2), 0.0, "{policy:?} {precision:?} logits");
+                assert_eq!(diff(&v1, &v2), 0.0, "{policy:?} {precision:?} value");
+                assert_eq!(l2.kind(), Kind::Float);
+            }
+        }
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub fn rollout(
         let carried = storage.lstm_state.get_or_insert(zeros);
         carried.detach()
     });
+    let weights = model.inference_weights();
     envs.take_busy_s();
     let mut episodes = Vec::new();
     for t in 0..=t_len {
@@ -125,7 +126,7 @@ pub fn rollout(
                     c: s.c.narrow(0, lo, len),
                 });
                 let state = carried.as_ref().map(|s| masked(s, starts));
-                let (logits, value, next) = model.step(&obs, state.as_ref());
+                let (logits, value, next) = model.step_with(&obs, state.as_ref(), &weights);
                 if let (Some(carried), Some(next)) = (carried, next) {
                     carried.h.shallow_clone().copy_(&next.h);
                     carried.c.shallow_clone().copy_(&next.c);
@@ -152,8 +153,9 @@ pub fn rollout(
     let obs = storage.uploader.upload(&[envs.obs()], &OBS_DIMS)?;
     let last_dones = &storage.dones[(t_len - 1) * n..];
     let state = storage.lstm_state.as_ref().map(|s| masked(s, last_dones));
-    let next_value: Vec<f32> =
-        Vec::try_from(&no_grad(|| model.step(&obs, state.as_ref()).1).to_device(Device::Cpu))?;
+    let next_value: Vec<f32> = Vec::try_from(
+        &no_grad(|| model.step_with(&obs, state.as_ref(), &weights).1).to_device(Device::Cpu),
+    )?;
     timings.inference_s += t0.elapsed().as_secs_f64();
     Ok((episodes, next_value))
 }
