@@ -68,9 +68,9 @@ impl NatureTrunk {
     }
 
     /// The weights as [`Self::forward`] computes with them: cast to `precision`'s kind, the
-    /// convolution kernels channels-last. Under `no_grad` (detached copies) they serve any
-    /// number of forward passes while the parameters do not change (a rollout); with
-    /// gradients, one backward pass.
+    /// convolution kernels channels-last (in fp32 the linear layer's are the parameters
+    /// themselves). Made under `no_grad`, they serve any number of forward passes while the
+    /// parameters do not change (a rollout); made with gradients, one backward pass.
     pub(crate) fn weights(&self, precision: Precision) -> TrunkWeights {
         let kind = precision.compute_kind();
         let cast = |l: &Tensor| l.to_kind(kind);

@@ -129,9 +129,10 @@ impl ActorCritic {
         self.features_with(obs, &self.trunk.weights(self.precision))
     }
 
-    /// The trunk's weights cast once for forward passes without gradients
-    /// ([`Self::step_with`]), in [`Self::precision`]; they hold while the parameters do not
-    /// change, which the borrow makes sure of (the rollout reuses them for all its steps).
+    /// The trunk's weights cast once, in [`Self::precision`], for forward passes without
+    /// gradients ([`Self::step_with`]). They are valid while the parameters do not change: the
+    /// borrow keeps `&mut` methods such as [`Self::load`] out, and the caller must not run
+    /// an optimizer step meanwhile (the rollout uses them for its steps, then drops them).
     pub fn inference_weights(&self) -> InferenceWeights<'_> {
         InferenceWeights {
             trunk: no_grad(|| self.trunk.weights(self.precision)),
@@ -176,8 +177,8 @@ impl ActorCritic {
         self.step_from(self.features(obs), state)
     }
 
-    /// [`Self::step`] with weights cast once ([`Self::inference_weights`]): the same values,
-    /// no gradients.
+    /// [`Self::step`] with weights cast once ([`Self::inference_weights`]): the same values.
+    /// The heads and the LSTM still record gradients; call it under `no_grad`.
     pub fn step_with(
         &self,
         obs: &Tensor,
