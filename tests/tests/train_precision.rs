@@ -1,5 +1,6 @@
 //! `train ppo --precision`: a bf16 run writes f32 checkpoints (model and optimizer), which
-//! resume under fp32 and under bf16; each process's precision is in its start line and in
+//! resume under fp32 and under bf16, and under the run's last precision when --precision is
+//! omitted; each process's precision is in its start line and in
 //! `state.json`'s history; a bad precision is refused.
 
 use std::path::Path;
@@ -70,11 +71,15 @@ fn bf16_checkpoints_are_f32_and_resume_in_either_precision() {
             assert_eq!(dtype, "F32", "{file}: {name} is {dtype}");
         }
     }
-    let resume = |precision: &str, total: &str| {
-        let o = run(Command::new(bin("train"))
-            .args(["ppo", "--resume"])
-            .arg(&dir)
-            .args(["--precision", precision, "--total-timesteps", total]));
+    // precision None: --precision omitted, so the run's last one (bf16) goes on.
+    let resume = |given: Option<&str>, total: &str| {
+        let mut cmd = Command::new(bin("train"));
+        cmd.args(["ppo", "--resume"]).arg(&dir);
+        if let Some(p) = given {
+            cmd.args(["--precision", p]);
+        }
+        let o = run(cmd.args(["--total-timesteps", total]));
+        let precision = given.unwrap_or("bf16");
         let (out, err) = texts(&o);
         assert!(
             o.status.success(),
@@ -85,10 +90,11 @@ fn bf16_checkpoints_are_f32_and_resume_in_either_precision() {
             "{err}"
         );
     };
-    resume("fp32", "128");
-    resume("bf16", "192");
+    resume(Some("fp32"), "128");
+    resume(Some("bf16"), "192");
+    resume(None, "256");
     let s = state(&dir);
-    assert_eq!(s["global_step"], 192);
+    assert_eq!(s["global_step"], 256);
     let history: Vec<(u64, String)> = s["history"]
         .as_array()
         .expect("history")
@@ -105,7 +111,8 @@ fn bf16_checkpoints_are_f32_and_resume_in_either_precision() {
         [
             (0, "bf16".to_string()),
             (64, "fp32".to_string()),
-            (128, "bf16".to_string())
+            (128, "bf16".to_string()),
+            (192, "bf16".to_string())
         ]
     );
     assert_eq!(s["args"]["precision"], "bf16", "the last process's flag");
@@ -113,7 +120,7 @@ fn bf16_checkpoints_are_f32_and_resume_in_either_precision() {
     let o = run(Command::new(bin("train"))
         .args(["ppo", "--resume"])
         .arg(&dir)
-        .args(["--precision", "fp16", "--total-timesteps", "256"]));
+        .args(["--precision", "fp16", "--total-timesteps", "320"]));
     let err = assert_clean_failure(&o, "fp16");
     assert!(err.contains("auto") && err.contains("bf16"), "{err}");
 }

@@ -34,7 +34,8 @@ pub struct RunArgs {
     /// Arithmetic of the CNN trunk: fp32; bf16 (mixed precision: bfloat16 convolutions and
     /// products, f32 weights, gradients, optimizer, heads and losses); or auto (bf16 where the
     /// hardware has native bf16: x86 avx512_bf16 / amx_bf16, CUDA compute capability >= 8.0;
-    /// fp32 elsewhere). Run-time only: checkpoints are f32 either way.
+    /// fp32 elsewhere). Run-time only: checkpoints are f32 either way. With --resume, omitted:
+    /// the run's last --precision.
     #[arg(long, default_value = "fp32", value_parser = ["auto", "fp32", "bf16"])]
     #[serde(default = "fp32")]
     pub precision: String,

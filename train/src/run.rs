@@ -190,7 +190,11 @@ pub(crate) fn start<A: AlgoArgs>(args: &A) -> Result<Start<A>> {
             }
             let saved = a.run_mut();
             saved.device.clone_from(&run.device);
-            saved.precision.clone_from(&run.precision);
+            // Unlike --device (whose default, auto, fits any machine), an omitted --precision
+            // keeps the run's: its default would silently switch a bf16 run to fp32.
+            if run.given.iter().any(|f| f == "precision") {
+                saved.precision.clone_from(&run.precision);
+            }
             saved.threads = run.threads;
             saved.env_threads = run.env_threads;
             saved.env_groups = run.env_groups;

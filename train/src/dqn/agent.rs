@@ -86,7 +86,7 @@ impl DqnAgent {
     /// Greedy actions `argmax_a Q(obs, a)` for observations u8 `[N, 4, 84, 84]`.
     pub fn greedy(&self, obs: &[u8]) -> Result<Vec<usize>> {
         let x = self.uploader.borrow_mut().upload(&[obs], &OBS_DIMS)?;
-        let a = no_grad(|| self.online.forward(&x).argmax(-1, false));
+        let a = self.online.infer(&x).argmax(-1, false);
         let a: Vec<i64> = Vec::try_from(&a.to_device(Device::Cpu))?;
         Ok(a.into_iter().map(|x| x as usize).collect())
     }
@@ -106,8 +106,8 @@ impl DqnAgent {
         let rewards = tensors::from_f32(&batch.rewards, &[b], dev);
         let terminated = tensors::from_f32(&batch.terminated, &[b], dev);
         let y = no_grad(|| {
-            let q_next_target = self.target.forward(&next);
-            let q_next_online = self.double.then(|| self.online.forward(&next));
+            let q_next_target = self.target.infer(&next);
+            let q_next_online = self.double.then(|| self.online.infer(&next));
             td_target(
                 &rewards,
                 &terminated,
@@ -128,6 +128,7 @@ impl DqnAgent {
             clip_grad_norm(&self.params, max);
         }
         self.adam.step(&self.params);
+        self.online.parameters_changed();
         no_grad(|| {
             self.loss_sum += loss.detach();
             self.q_sum += q.detach().mean(Kind::Float);
@@ -250,6 +251,7 @@ pub fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dqn::QNetwork;
 
     #[test]
     fn every_variant_fits_a_fixed_batch() {
@@ -291,6 +293,64 @@ mod tests {
         }
     }
 
+    #[test]
+    fn infer_equals_forward_after_every_change_of_the_parameters() {
+        // infer's cast-once weights are dropped by an Adam step, a target sync, a load and a
+        // precision change; a stale cache would still give the old parameters' Q-values.
+        use crate::dqn::args::tests::parse_dqn;
+        use crate::dqn::DqnConfig;
+        use rand::SeedableRng;
+
+        tch::set_num_threads(1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let b = 4;
+        let batch = Batch {
+            obs: (0..b * OBS_LEN).map(|_| rng.random()).collect(),
+            next_obs: (0..b * OBS_LEN).map(|_| rng.random()).collect(),
+            actions: vec![0, 1, 2, 1],
+            rewards: vec![1.0, -1.0, 0.0, 1.0],
+            terminated: vec![0.0, 0.0, 1.0, 0.0],
+        };
+        let obs = Tensor::from_slice(&batch.obs).view([b as i64, 4, 84, 84]);
+        let q = |t: Tensor| Vec::<f32>::try_from(t.contiguous().view(-1)).expect("f32");
+        // Asserts infer == forward bit for bit and returns the values.
+        let same = |net: &QNetwork, when: &str| {
+            let cached = q(net.infer(&obs));
+            assert_eq!(cached, q(no_grad(|| net.forward(&obs))), "{when}");
+            cached
+        };
+        let cfg = DqnConfig::from_args(&parse_dqn(&["--learning-rate", "1e-2"])).expect("cfg");
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            let mut agent = DqnAgent::new(&cfg, 3, Device::Cpu).expect("agent");
+            agent.set_precision(Precision::Fp32);
+            same(&agent.online, "fp32 before set_precision");
+            agent.set_precision(precision);
+            let online0 = same(&agent.online, &format!("{precision}: fresh"));
+            let target0 = same(&agent.target, &format!("{precision}: fresh target"));
+            agent.train_step(&batch).expect("step");
+            let online1 = same(&agent.online, &format!("{precision}: after an Adam step"));
+            assert_ne!(online0, online1, "the Adam step changed nothing");
+            assert_eq!(target0, same(&agent.target, "target after an Adam step"));
+            agent.update_target(1.0);
+            assert_eq!(
+                online1,
+                same(&agent.target, &format!("{precision}: after a target sync"))
+            );
+            agent
+                .online
+                .load(&cartridge_export::torch_default_init(
+                    cartridge_export::Algo::Dqn,
+                    3,
+                    99,
+                ))
+                .expect("load");
+            assert_ne!(
+                online1,
+                same(&agent.online, &format!("{precision}: after a load"))
+            );
+        }
+    }
+
     /// `[rows][cols]` of a 2-D f32 tensor.
     fn rows(t: &Tensor) -> Vec<Vec<f64>> {
         let flat: Vec<f32> = Vec::try_from(t.contiguous().view(-1)).expect("f32");
@@ -308,7 +368,7 @@ mod tests {
         // (delta 1) or squared error. The online and target networks differ, so the four
         // variants give four different losses: a variant whose flag were ignored fails.
         use crate::dqn::args::tests::parse_dqn;
-        use crate::dqn::{DqnConfig, QNetwork};
+        use crate::dqn::DqnConfig;
         use rand::SeedableRng;
 
         tch::set_num_threads(1);

@@ -1,10 +1,12 @@
 //! The DQN Q-network (CleanRL `dqn_atari.py` `QNetwork`, Mnih et al. 2015).
 
+use std::cell::RefCell;
+
 use cartridge_export::{Algo, Arch, Policy, Tensors};
 use tch::nn::{self, Module};
 use tch::{Device, Tensor};
 
-use crate::network::{load_into, params_of, tensors_of, NatureTrunk};
+use crate::network::{load_into, params_of, tensors_of, NatureTrunk, TrunkWeights};
 use crate::precision::Precision;
 use crate::Result;
 
@@ -21,6 +23,9 @@ pub struct QNetwork {
     head: nn::Linear,
     n_actions: usize,
     precision: Precision,
+    /// The trunk's weights as [`Self::infer`] computes with them, cast once; `None` until
+    /// needed and again after every change of the parameters or the precision.
+    inference: RefCell<Option<TrunkWeights>>,
 }
 
 impl QNetwork {
@@ -36,6 +41,7 @@ impl QNetwork {
             head,
             n_actions,
             precision: Precision::Fp32,
+            inference: RefCell::new(None),
         };
         me.load(&cartridge_export::torch_default_init(
             Algo::Dqn,
@@ -59,6 +65,7 @@ impl QNetwork {
     /// f32 and the head computes in f32.
     pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
+        self.parameters_changed();
     }
 
     /// `Q(obs, ·)` f32 `[B, A]` for observations u8 `[B, 4, 84, 84]` (scaled by 1/255 here),
@@ -72,6 +79,26 @@ impl QNetwork {
         self.head.forward(&self.trunk.forward(obs, self.precision))
     }
 
+    /// [`Self::forward`] without gradients, equal to it bit for bit, with the trunk's weights
+    /// cast to the precision once and reused until the parameters change: acting and the TD
+    /// targets, which run several times between two changes of a network's parameters (the
+    /// online network's Adam steps, the target network's syncs). Whoever changes the
+    /// parameters in place outside this type (an optimizer step) must call
+    /// [`Self::parameters_changed`] before the next `infer`.
+    pub fn infer(&self, obs: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let mut cached = self.inference.borrow_mut();
+            let weights = cached.get_or_insert_with(|| self.trunk.weights(self.precision));
+            self.head.forward(&weights.forward(obs))
+        })
+    }
+
+    /// Drops the weights [`Self::infer`] cast, so that the next call casts the current
+    /// parameters.
+    pub fn parameters_changed(&self) {
+        self.inference.borrow_mut().take();
+    }
+
     /// The trainable parameters in [`param_specs`] order.
     pub fn params(&self) -> Vec<Tensor> {
         params_of(&self.vs, Arch::cnn(Algo::Dqn), self.n_actions)
@@ -79,6 +106,7 @@ impl QNetwork {
 
     /// Copies `tensors` (names and shapes of [`param_specs`]) into the network.
     pub fn load(&mut self, tensors: &Tensors) -> Result<()> {
+        self.parameters_changed();
         load_into(&self.vs, Arch::cnn(Algo::Dqn), self.n_actions, tensors)
     }
 
@@ -89,6 +117,7 @@ impl QNetwork {
 
     /// Polyak update from `online`: `self = tau * online + (1 - tau) * self` (tau 1: a copy).
     pub fn soft_update_from(&mut self, online: &QNetwork, tau: f64) {
+        self.parameters_changed();
         let src = online.vs.variables();
         let dst = self.vs.variables();
         tch::no_grad(|| {
