@@ -82,6 +82,8 @@ pub fn rollout(
         carried.detach()
     });
     let weights = model.inference_weights();
+    let value_of =
+        |obs: &Tensor, state: Option<&LstmState>| model.step_with(obs, state, &weights).1;
     envs.take_busy_s();
     let mut episodes = Vec::new();
     for t in 0..=t_len {
@@ -93,7 +95,7 @@ pub fn rollout(
             if t > 0 {
                 let at = (t - 1) * n + envs_of_g.start;
                 record(
-                    model,
+                    &value_of,
                     envs,
                     storage,
                     gamma,
@@ -153,9 +155,8 @@ pub fn rollout(
     let obs = storage.uploader.upload(&[envs.obs()], &OBS_DIMS)?;
     let last_dones = &storage.dones[(t_len - 1) * n..];
     let state = storage.lstm_state.as_ref().map(|s| masked(s, last_dones));
-    let next_value: Vec<f32> = Vec::try_from(
-        &no_grad(|| model.step_with(&obs, state.as_ref(), &weights).1).to_device(Device::Cpu),
-    )?;
+    let next_value: Vec<f32> =
+        Vec::try_from(&no_grad(|| value_of(&obs, state.as_ref())).to_device(Device::Cpu))?;
     timings.inference_s += t0.elapsed().as_secs_f64();
     Ok((episodes, next_value))
 }
@@ -172,9 +173,10 @@ pub(crate) fn masked(state: &LstmState, starts: &[bool]) -> LstmState {
 }
 
 /// Writes the rewards (with the time-limit bootstrap) and dones of one group's step into
-/// `storage` from flat index `at`; `first` is the group's first environment.
+/// `storage` from flat index `at`; `first` is the group's first environment; `value_of` is
+/// the critic (the rollout's cast-once weights).
 fn record(
-    model: &ActorCritic,
+    value_of: &impl Fn(&Tensor, Option<&LstmState>) -> Tensor,
     envs: &VecEnv,
     storage: &mut Storage,
     gamma: f32,
@@ -203,7 +205,7 @@ fn record(
             ))
         });
         let v: Vec<f32> =
-            Vec::try_from(&no_grad(|| model.step(&fo, state.as_ref()).1).to_device(Device::Cpu))?;
+            Vec::try_from(&no_grad(|| value_of(&fo, state.as_ref())).to_device(Device::Cpu))?;
         for (j, &k) in truncated.iter().enumerate() {
             bootstrap[k] = gamma * v[j];
         }
